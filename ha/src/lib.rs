@@ -1,0 +1,1 @@
+//! dsmip home agent (being written).

@@ -1,0 +1,1 @@
+//! dsmip IKEv2 engine (being written).

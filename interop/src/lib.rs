@@ -1,0 +1,4 @@
+//! dsmip interop: the network-namespace lab used by the end-to-end and interop tests, and
+//! the pieces of `dsmip-probe`.
+
+pub mod lab;

@@ -1,0 +1,19 @@
+//! Mobile IPv6 over IPsec: the formats every part of dsmip speaks.
+//!
+//! - [`wire`]: zero-copy views and `*Repr` codecs for the Mobility Header (RFC 6275 §6.1),
+//!   its options including the four DSMIPv6 options (RFC 5555 §3), the Home Address
+//!   destination option, the type 2 routing header, the ICMPv6 messages of RFC 6275 §6.5–6.8,
+//!   the IPv4 / IPv6 / UDP headers and the tunnel formats of RFC 5555 §4.1.
+//! - [`pcap`]: a raw-IP pcap writer and reader for tests and tools.
+//! - [`spd`]: the Security Policy Database with RFC 4301 selectors, MH type included.
+//!
+//! Nothing here opens a socket or reads a clock.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod pcap;
+pub mod spd;
+pub mod wire;
+
+pub use error::{Error, Result};

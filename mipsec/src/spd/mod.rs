@@ -1,0 +1,1 @@
+//! Security Policy Database (being written).

@@ -1,0 +1,1 @@
+//! dsmip mobile node (being written).

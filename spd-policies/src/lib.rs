@@ -1,0 +1,1 @@
+//! dsmip policy files (being written).
