@@ -1,1 +1,451 @@
-//! The network-namespace lab (being written).
+//! The network-namespace lab: namespaces, veth links, an nftables NAT, background processes
+//! and strongSwan's charon, all named uniquely per run and torn down on drop.
+//!
+//! Safety rules (the project's and this machine's): traffic only to addresses inside the
+//! namespaces made here; every process started is a [`Child`] we own, so it is ended by
+//! its own PID and reaped; namespaces are created with a per-run prefix and only those
+//! recorded are deleted. Needs root, `ip` (iproute2), and for NAT `nft` (nftables).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Whether this process runs as root (uid 0), read from /proc.
+pub fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Fail with a message that says what to install, when `tool` is not on PATH.
+pub fn require_tool(tool: &str, package: &str) -> Result<()> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        bail!("`{tool}` is not installed: apt-get install {package} (the README's test command does this)");
+    }
+    Ok(())
+}
+
+/// One lab: what it created, to be removed when it is dropped.
+pub struct Lab {
+    prefix: String,
+    dir: PathBuf,
+    namespaces: Vec<String>,
+    children: Vec<(String, Child)>,
+}
+
+impl Lab {
+    /// A new lab whose names start with a prefix unique to this process and call.
+    /// Fails loudly when not root or when `ip` is missing.
+    pub fn new(tag: &str) -> Result<Lab> {
+        if !is_root() {
+            bail!("the lab needs root (network namespaces); run the tests as root");
+        }
+        require_tool("ip", "iproute2")?;
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tag: String = tag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect();
+        let prefix = format!("dsm{}-{}-{}", std::process::id(), n, tag);
+        let dir = std::env::temp_dir().join("dsmip-lab").join(&prefix);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Lab {
+            prefix,
+            dir,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+        })
+    }
+
+    /// The per-run folder for configs, logs and captures.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Create namespace `<prefix>-<name>` with loopback up; returns its full name.
+    pub fn ns(&mut self, name: &str) -> Result<String> {
+        let full = format!("{}-{}", self.prefix, name);
+        run_cmd(Command::new("ip").args(["netns", "add", &full]))?;
+        self.namespaces.push(full.clone());
+        self.run(&full, &["ip", "link", "set", "lo", "up"])?;
+        Ok(full)
+    }
+
+    /// A veth pair between namespaces `a` and `b` (full names), interfaces brought up with
+    /// the given addresses in CIDR form (IPv6 addresses without duplicate address detection).
+    pub fn veth(
+        &mut self,
+        a: &str,
+        a_if: &str,
+        a_addrs: &[&str],
+        b: &str,
+        b_if: &str,
+        b_addrs: &[&str],
+    ) -> Result<()> {
+        // Created in the root namespace under temporary unique names, then moved and renamed,
+        // so that two labs never collide on interface names.
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let (ta, tb) = (
+            format!("dsa{}x{n}", std::process::id() % 100_000),
+            format!("dsb{}x{n}", std::process::id() % 100_000),
+        );
+        run_cmd(
+            Command::new("ip").args(["link", "add", &ta, "type", "veth", "peer", "name", &tb]),
+        )?;
+        for (tmp, ns, ifname, addrs) in [(&ta, a, a_if, a_addrs), (&tb, b, b_if, b_addrs)] {
+            run_cmd(Command::new("ip").args(["link", "set", tmp, "netns", ns]))?;
+            self.run(ns, &["ip", "link", "set", tmp, "name", ifname])?;
+            for addr in addrs {
+                let mut argv = vec!["ip", "addr", "add", addr, "dev", ifname];
+                if addr.contains(':') {
+                    argv.push("nodad");
+                }
+                self.run(ns, &argv)?;
+            }
+            self.run(ns, &["ip", "link", "set", ifname, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Run a command in namespace `ns` and return its standard output; a non-zero exit is
+    /// an error carrying the command and its standard error.
+    pub fn run(&self, ns: &str, argv: &[&str]) -> Result<String> {
+        run_cmd(Command::new("ip").args(["netns", "exec", ns]).args(argv))
+    }
+
+    /// Set a sysctl inside a namespace.
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) -> Result<()> {
+        self.run(ns, &["sysctl", "-qw", &format!("{key}={value}")])
+            .map(|_| ())
+    }
+
+    /// Make `ns` a router that masquerades what leaves through `out_if` (nftables NAT).
+    pub fn masquerade(&self, ns: &str, out_if: &str) -> Result<()> {
+        require_tool("nft", "nftables")?;
+        self.sysctl(ns, "net.ipv4.ip_forward", "1")?;
+        let rules = format!(
+            "table ip dsmip_nat {{\n  chain post {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{out_if}\" masquerade\n  }}\n}}\n"
+        );
+        let path = self.dir.join(format!("{ns}-nat.nft"));
+        fs::write(&path, rules)?;
+        self.run(ns, &["nft", "-f", path.to_str().context("non-UTF-8 path")?])
+            .map(|_| ())
+    }
+
+    /// Start a background process in `ns` with stdout and stderr to `log`; it is ended
+    /// (SIGTERM, then SIGKILL) when the lab is dropped. Returns its PID.
+    pub fn spawn(&mut self, ns: &str, argv: &[&str], log: &Path) -> Result<u32> {
+        self.spawn_env(ns, argv, &[], log)
+    }
+
+    /// As [`Lab::spawn`] with extra environment variables.
+    pub fn spawn_env(
+        &mut self,
+        ns: &str,
+        argv: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<u32> {
+        let out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        // `ip netns exec` enters the namespace and execs the program: the PID is the program's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(argv)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {argv:?} in {ns}"))?;
+        let pid = child.id();
+        self.children.push((argv.join(" "), child));
+        Ok(pid)
+    }
+
+    /// Whether the process `pid` started by this lab still runs.
+    pub fn alive(&mut self, pid: u32) -> bool {
+        self.children
+            .iter_mut()
+            .find(|(_, c)| c.id() == pid)
+            .is_some_and(|(_, c)| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// End one process started by this lab, by its PID.
+    pub fn stop(&mut self, pid: u32) {
+        if let Some(i) = self.children.iter().position(|(_, c)| c.id() == pid) {
+            let (_, mut child) = self.children.remove(i);
+            end_child(&mut child);
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            end_child(child);
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        if std::env::var_os("DSMIP_KEEP_LAB").is_none() && !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// SIGTERM a child we own, wait up to 5 s, then SIGKILL; always reap it.
+fn end_child(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn run_cmd(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Poll `f` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// strongSwan's charon in a namespace, with its own strongswan.conf, VICI socket, log and
+/// swanctl folder. ESP runs in userspace through `kernel-libipsec` (this kernel has no ESP);
+/// it must precede `kernel-netlink` so it registers the kernel-ipsec interface first.
+pub struct Charon {
+    ns: String,
+    dir: PathBuf,
+    pid: u32,
+}
+
+const PLUGINS: &str = "random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey \
+curve25519 aes sha1 sha2 hmac gcm chapoly gmp kdf attr kernel-libipsec kernel-netlink socket-default vici";
+
+impl Charon {
+    /// Start charon in `ns` and load `swanctl_conf` (the text of a swanctl.conf; files it
+    /// names relative to the swanctl folder go under [`Charon::swanctl_dir`], which can be
+    /// filled before loading with [`Charon::prepare`] instead).
+    pub fn start(lab: &mut Lab, ns: &str, swanctl_conf: &str) -> Result<Charon> {
+        let charon = Self::prepare(lab, ns)?;
+        charon.start_prepared(lab, swanctl_conf)
+    }
+
+    /// Make the folders and config of a charon in `ns` without starting it, so that a test
+    /// can put certificates and keys into [`Charon::swanctl_dir`] first.
+    pub fn prepare(lab: &mut Lab, ns: &str) -> Result<Charon> {
+        require_tool("swanctl", "strongswan-swanctl")?;
+        if !Path::new("/usr/lib/ipsec/charon").exists() {
+            bail!("/usr/lib/ipsec/charon is missing: apt-get install strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins");
+        }
+        let dir = lab.dir().join(format!("charon-{ns}"));
+        for sub in [
+            "piddir",
+            "swanctl/x509",
+            "swanctl/x509ca",
+            "swanctl/private",
+            "swanctl/ecdsa",
+            "swanctl/rsa",
+            "swanctl/pkcs8",
+        ] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        fs::write(dir.join("strongswan.conf"), strongswan_conf(&dir))?;
+        Ok(Charon {
+            ns: ns.to_string(),
+            dir,
+            pid: 0,
+        })
+    }
+
+    /// Start a prepared charon and load `swanctl_conf` with `swanctl --load-all`.
+    pub fn start_prepared(mut self, lab: &mut Lab, swanctl_conf: &str) -> Result<Charon> {
+        fs::write(self.dir.join("swanctl/swanctl.conf"), swanctl_conf)?;
+        let d = &self.dir;
+        // charon 5.9.8 writes /run/charon.pid with no setting to move it: give it a private
+        // mount namespace with its own folder on /run.
+        let script =
+            "mount --bind \"$1\" /run && exec env STRONGSWAN_CONF=\"$2\" /usr/lib/ipsec/charon";
+        let piddir = d.join("piddir");
+        let conf = d.join("strongswan.conf");
+        let argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            piddir.to_str().context("path")?,
+            conf.to_str().context("path")?,
+        ];
+        self.pid = lab.spawn(&self.ns, &argv, &d.join("charon.stdout"))?;
+        let vici = d.join("charon.vici");
+        let up = wait_until(Duration::from_secs(10), || {
+            vici.exists() && self.swanctl(lab, &["--stats"]).is_ok()
+        });
+        if !up {
+            let out = fs::read_to_string(d.join("charon.stdout")).unwrap_or_default();
+            bail!(
+                "charon in {} did not open its VICI socket within 10 s: {out}",
+                self.ns
+            );
+        }
+        self.swanctl(
+            lab,
+            &[
+                "--load-all",
+                "--file",
+                self.conf_path().to_str().context("path")?,
+            ],
+        )
+        .context("swanctl --load-all")?;
+        Ok(self)
+    }
+
+    /// Run `swanctl <args> --uri <this charon's socket>` in its namespace. The lab is
+    /// borrowed so that a charon is never used after its lab is gone.
+    pub fn swanctl(&self, _lab: &Lab, args: &[&str]) -> Result<String> {
+        let uri = format!("unix://{}", self.dir.join("charon.vici").display());
+        let conf = self.dir.join("strongswan.conf");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "swanctl"])
+            .args(&args[..1.min(args.len())])
+            .args(["--uri", &uri])
+            .args(&args[1.min(args.len())..])
+            .env("STRONGSWAN_CONF", &conf);
+        run_cmd(&mut cmd)
+    }
+
+    /// The VICI socket path.
+    pub fn vici_path(&self) -> PathBuf {
+        self.dir.join("charon.vici")
+    }
+
+    /// The swanctl folder (x509, x509ca, private, ecdsa, rsa, pkcs8 inside).
+    pub fn swanctl_dir(&self) -> PathBuf {
+        self.dir.join("swanctl")
+    }
+
+    /// The loaded swanctl.conf.
+    pub fn conf_path(&self) -> PathBuf {
+        self.dir.join("swanctl/swanctl.conf")
+    }
+
+    /// charon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+fn strongswan_conf(dir: &Path) -> String {
+    let d = dir.display();
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"# Generated by dsmip's lab for one charon instance.
+charon {{
+    load = {PLUGINS}
+    port = 500
+    port_nat_t = 4500
+    retransmit_timeout = 2.0
+    retransmit_tries = 3
+    plugins {{
+        vici {{
+            socket = unix://{d}/charon.vici
+        }}
+        # IKE packets carry mark 0x42 and skip the routes into the libipsec TUN device,
+        # which matters when a traffic selector covers the peer itself.
+        kernel-netlink {{
+            fwmark = !0x42
+        }}
+        socket-default {{
+            fwmark = 0x42
+        }}
+        kernel-libipsec {{
+            allow_peer_ts = yes
+        }}
+    }}
+    filelog {{
+        lab {{
+            path = {d}/charon.log
+            append = yes
+            flush_line = yes
+            time_format = %H:%M:%S
+            time_add_ms = yes
+            ike_name = yes
+            default = 1
+            ike = 2
+            cfg = 2
+        }}
+    }}
+    syslog {{
+        daemon {{
+            default = -1
+        }}
+        auth {{
+            default = -1
+        }}
+    }}
+}}
+swanctl {{
+    load = pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl random
+}}
+"#
+    );
+    s
+}

@@ -2,3 +2,4 @@
 //! the pieces of `dsmip-probe`.
 
 pub mod lab;
+pub mod probe;

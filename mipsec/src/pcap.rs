@@ -42,8 +42,7 @@ impl<W: Write> RawIpWriter<W> {
     /// Append one packet captured at `ts` (since the Unix epoch).
     pub fn write(&mut self, ts: Duration, packet: &[u8]) -> Result<(), PcapError> {
         let len = u32::try_from(packet.len()).unwrap_or(u32::MAX);
-        self.inner
-            .write_packet(&PcapPacket::new(ts, len, packet))?;
+        self.inner.write_packet(&PcapPacket::new(ts, len, packet))?;
         Ok(())
     }
 
@@ -74,7 +73,8 @@ mod tests {
     #[test]
     fn write_then_read() {
         let mut w = RawIpWriter::new(Vec::new()).unwrap();
-        w.write(Duration::from_micros(1_500_000), &[0x45, 1, 2]).unwrap();
+        w.write(Duration::from_micros(1_500_000), &[0x45, 1, 2])
+            .unwrap();
         w.write(Duration::from_secs(2), &[0x60]).unwrap();
         let bytes = w.into_inner();
         // Global header: magic, version 2.4, link type 101 at offset 20.

@@ -40,7 +40,8 @@ pub fn pseudo_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, len: u32) -> u
 pub fn pseudo_v4(src: &Ipv4Addr, dst: &Ipv4Addr, protocol: u8, len: u16) -> u32 {
     let mut acc = sum(0, &src.octets());
     acc = sum(acc, &dst.octets());
-    acc.wrapping_add(u32::from(protocol)).wrapping_add(u32::from(len))
+    acc.wrapping_add(u32::from(protocol))
+        .wrapping_add(u32::from(len))
 }
 
 /// Checksum of an upper-layer message under an IPv6 pseudo-header; the message's own

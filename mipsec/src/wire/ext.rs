@@ -75,7 +75,11 @@ impl DestOptsRepr {
     fn body_len(&self) -> usize {
         // Home Address option at 8n+6 (RFC 6275 §6.3): after the 2 header octets, a 4-octet
         // PadN puts it at offset 6.
-        let hao = if self.home_address.is_some() { 4 + 18 } else { 0 };
+        let hao = if self.home_address.is_some() {
+            4 + 18
+        } else {
+            0
+        };
         2 + hao + self.other.iter().map(|(_, d)| 2 + d.len()).sum::<usize>()
     }
 
@@ -191,7 +195,10 @@ mod tests {
             .unwrap();
         buf[7] = 15;
         let e = DestOptsRepr::parse(&buf).unwrap_err();
-        assert_eq!((e.field(), e.offset()), ("dstopts.home_address.length", Some(7)));
+        assert_eq!(
+            (e.field(), e.offset()),
+            ("dstopts.home_address.length", Some(7))
+        );
     }
 
     #[test]

@@ -54,7 +54,11 @@ pub enum Icmpv6Repr {
         other_options: Vec<(u8, Vec<u8>)>,
     },
     /// Any other ICMPv6 message: type, code and the bytes after the checksum.
-    Other { kind: u8, code: u8, body: Vec<u8> },
+    Other {
+        kind: u8,
+        code: u8,
+        body: Vec<u8>,
+    },
 }
 
 impl Icmpv6Repr {
@@ -90,7 +94,9 @@ impl Icmpv6Repr {
                         "not a whole number of IPv6 addresses",
                     ));
                 }
-                let home_agents = (0..body.len() / 16).map(|i| ipv6_at(body, i * 16)).collect();
+                let home_agents = (0..body.len() / 16)
+                    .map(|i| ipv6_at(body, i * 16))
+                    .collect();
                 Icmpv6Repr::HaadReply {
                     identifier,
                     home_agents,
@@ -113,7 +119,9 @@ impl Icmpv6Repr {
                 prefixes,
                 other_options,
                 ..
-            } => 8 + 32 * prefixes.len() + other_options.iter().map(|(_, o)| o.len()).sum::<usize>(),
+            } => {
+                8 + 32 * prefixes.len() + other_options.iter().map(|(_, o)| o.len()).sum::<usize>()
+            }
             Icmpv6Repr::Other { body, .. } => 4 + body.len(),
         }
     }
@@ -183,7 +191,12 @@ fn parse_mpa(buf: &[u8], identifier: u16) -> Result<Icmpv6Repr> {
         need(buf, "icmpv6.option.length", at + 1, 1)?;
         let olen = usize::from(buf[at + 1]) * 8;
         if olen == 0 {
-            return Err(invalid("icmpv6.option.length", at + 1, 0u8, "must not be zero"));
+            return Err(invalid(
+                "icmpv6.option.length",
+                at + 1,
+                0u8,
+                "must not be zero",
+            ));
         }
         need(buf, "icmpv6.option", at, olen)?;
         let o = &buf[at..at + olen];
@@ -234,7 +247,10 @@ mod tests {
     use super::*;
 
     fn addrs() -> (Ipv6Addr, Ipv6Addr) {
-        ("2001:db8:1::100".parse().unwrap(), "2001:db8:1::1".parse().unwrap())
+        (
+            "2001:db8:1::100".parse().unwrap(),
+            "2001:db8:1::1".parse().unwrap(),
+        )
     }
 
     #[test]
@@ -243,7 +259,10 @@ mod tests {
         let r = Icmpv6Repr::HaadRequest { identifier: 0x1234 };
         let mut b = [0u8; 8];
         r.emit(&mut b, &s, &d).unwrap();
-        assert_eq!([b[0], b[1], b[4], b[5], b[6], b[7]], [144, 0, 0x12, 0x34, 0, 0]);
+        assert_eq!(
+            [b[0], b[1], b[4], b[5], b[6], b[7]],
+            [144, 0, 0x12, 0x34, 0, 0]
+        );
         assert_eq!(Icmpv6Repr::parse(&b, &s, &d).unwrap(), r);
     }
 

@@ -51,10 +51,20 @@ impl Ipv4Repr {
         if hlen < Self::HEADER_LEN {
             return Err(invalid("ipv4.ihl", 0, buf[0] & 0x0f, "less than 5"));
         }
-        need(buf, "ipv4.options", Self::HEADER_LEN, hlen - Self::HEADER_LEN)?;
+        need(
+            buf,
+            "ipv4.options",
+            Self::HEADER_LEN,
+            hlen - Self::HEADER_LEN,
+        )?;
         let total = usize::from(be16(buf, 2));
         if total < hlen {
-            return Err(invalid("ipv4.total_length", 2, total as u64, "shorter than the header"));
+            return Err(invalid(
+                "ipv4.total_length",
+                2,
+                total as u64,
+                "shorter than the header",
+            ));
         }
         need(buf, "ipv4.payload", hlen, total - hlen)?;
         let found = be16(buf, 10);
@@ -152,9 +162,19 @@ impl Ipv6Repr {
         }
         let payload_len = be16(buf, 4);
         if payload_len == 0 {
-            return Err(invalid("ipv6.payload_length", 4, 0u8, "jumbograms are not supported"));
+            return Err(invalid(
+                "ipv6.payload_length",
+                4,
+                0u8,
+                "jumbograms are not supported",
+            ));
         }
-        need(buf, "ipv6.payload", Self::HEADER_LEN, usize::from(payload_len))?;
+        need(
+            buf,
+            "ipv6.payload",
+            Self::HEADER_LEN,
+            usize::from(payload_len),
+        )?;
         let tc = (buf[0] << 4) | (buf[1] >> 4);
         Ok(Ipv6Repr {
             dscp: tc >> 2,
@@ -220,13 +240,23 @@ impl UdpRepr {
         need(buf, "udp.header", 0, Self::HEADER_LEN)?;
         let len = usize::from(be16(buf, 4));
         if len < Self::HEADER_LEN {
-            return Err(invalid("udp.length", 4, len as u64, "shorter than the header"));
+            return Err(invalid(
+                "udp.length",
+                4,
+                len as u64,
+                "shorter than the header",
+            ));
         }
         need(buf, "udp.payload", Self::HEADER_LEN, len - Self::HEADER_LEN)?;
         let found = be16(buf, 6);
         if found == 0 {
             if let Pseudo::V6 { .. } = pseudo {
-                return Err(invalid("udp.checksum", 6, 0u8, "zero is not allowed over IPv6"));
+                return Err(invalid(
+                    "udp.checksum",
+                    6,
+                    0u8,
+                    "zero is not allowed over IPv6",
+                ));
             }
         } else if pseudo.checksum(IPPROTO_UDP, &buf[..len]) != 0 {
             let mut copy = buf[..len].to_vec();
@@ -321,7 +351,10 @@ mod tests {
         };
         let mut buf = [0u8; 28];
         r.emit(&mut buf).unwrap();
-        assert_eq!(&buf[..10], &[0x45, 0xb9, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 64, 17]);
+        assert_eq!(
+            &buf[..10],
+            &[0x45, 0xb9, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 64, 17]
+        );
         assert_eq!(checksum::checksum(&buf[..20]), 0);
         assert_eq!(Ipv4Repr::parse(&buf).unwrap(), (r, 20));
     }
@@ -370,7 +403,13 @@ mod tests {
         with_payload[5] = 1;
         with_payload.push(0);
         let p = Ipv6Repr::parse(&with_payload).unwrap();
-        assert_eq!(p, Ipv6Repr { payload_len: 1, ..r });
+        assert_eq!(
+            p,
+            Ipv6Repr {
+                payload_len: 1,
+                ..r
+            }
+        );
     }
 
     #[test]
@@ -392,7 +431,10 @@ mod tests {
         u.emit(&mut buf, 4, &v4, false).unwrap();
         assert_eq!(&buf[4..8], &[0, 12, 0, 0]);
         assert_eq!(UdpRepr::parse(&buf, &v4).unwrap(), (u, 4));
-        assert_eq!(UdpRepr::parse(&buf, &v6).unwrap_err().field(), "udp.checksum");
+        assert_eq!(
+            UdpRepr::parse(&buf, &v6).unwrap_err().field(),
+            "udp.checksum"
+        );
         u.emit(&mut buf, 4, &v6, false).unwrap();
         assert_ne!(&buf[6..8], &[0, 0]);
         assert_eq!(UdpRepr::parse(&buf, &v6).unwrap(), (u, 4));

@@ -542,11 +542,38 @@ mod tests {
     /// A|H|K|F, lifetime 100 (400 s), IPv4 Home Address 0.0.0.0/32, IPv4 CoA 192.0.2.10.
     fn bu_bytes() -> Vec<u8> {
         vec![
-            59, 3, 5, 0, 0, 0, // proto, hlen 3 (32 octets), type BU, reserved, checksum
-            0, 7, 0xd1, 0x00, 0, 100, // sequence, A H K F, lifetime
-            29, 6, 32 << 2, 0, 0, 0, 0, 0, // IPv4 HoA at 12 (4n)
-            32, 6, 0, 0, 192, 0, 2, 10, // IPv4 CoA at 20 (4n)
-            1, 2, 0, 0, // PadN to 32
+            59,
+            3,
+            5,
+            0,
+            0,
+            0, // proto, hlen 3 (32 octets), type BU, reserved, checksum
+            0,
+            7,
+            0xd1,
+            0x00,
+            0,
+            100, // sequence, A H K F, lifetime
+            29,
+            6,
+            32 << 2,
+            0,
+            0,
+            0,
+            0,
+            0, // IPv4 HoA at 12 (4n)
+            32,
+            6,
+            0,
+            0,
+            192,
+            0,
+            2,
+            10, // IPv4 CoA at 20 (4n)
+            1,
+            2,
+            0,
+            0, // PadN to 32
         ]
     }
 
@@ -589,8 +616,38 @@ mod tests {
         // Status 0, K, sequence 7, lifetime 100, IPv4 Ack success 192.0.2.77/32, NAT
         // Detection refresh 110 s.
         let want = [
-            59, 3, 6, 0, 0, 0, 0, 0x80, 0, 7, 0, 100, 30, 6, 0, 32 << 2, 192, 0, 2, 77, 31, 6, 0,
-            0, 0, 0, 0, 110, 1, 2, 0, 0,
+            59,
+            3,
+            6,
+            0,
+            0,
+            0,
+            0,
+            0x80,
+            0,
+            7,
+            0,
+            100,
+            30,
+            6,
+            0,
+            32 << 2,
+            192,
+            0,
+            2,
+            77,
+            31,
+            6,
+            0,
+            0,
+            0,
+            0,
+            0,
+            110,
+            1,
+            2,
+            0,
+            0,
         ];
         let r = MhRepr::parse_bytes(&want).unwrap();
         assert_eq!(

@@ -163,7 +163,12 @@ impl MhOption {
         let d = &buf[2..2 + len];
         let fixed = |want: usize| -> Result<()> {
             if len != want {
-                return Err(invalid("mh.option.length", 1, len as u64, "wrong length for type"));
+                return Err(invalid(
+                    "mh.option.length",
+                    1,
+                    len as u64,
+                    "wrong length for type",
+                ));
             }
             Ok(())
         };
@@ -456,7 +461,10 @@ mod tests {
         let bytes = [32, 6, 0, 0, 203, 0, 113, 9];
         let (opt, _) = MhOption::parse(&bytes).unwrap();
         let opt = opt.unwrap();
-        assert_eq!(opt, MhOption::Ipv4CareOfAddress(Ipv4Addr::new(203, 0, 113, 9)));
+        assert_eq!(
+            opt,
+            MhOption::Ipv4CareOfAddress(Ipv4Addr::new(203, 0, 113, 9))
+        );
         let mut out = [0u8; 8];
         opt.emit(&mut out).unwrap();
         assert_eq!(out, bytes);
@@ -532,9 +540,7 @@ mod tests {
         emit_options(&opts, &mut buf, 12).unwrap();
         assert_eq!(
             buf,
-            [
-                29, 6, 128, 0, 0, 0, 0, 0, 32, 6, 0, 0, 192, 0, 2, 1, 1, 2, 0, 0
-            ]
+            [29, 6, 128, 0, 0, 0, 0, 0, 32, 6, 0, 0, 192, 0, 2, 1, 1, 2, 0, 0]
         );
     }
 

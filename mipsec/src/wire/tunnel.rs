@@ -11,7 +11,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 use super::checksum;
-use super::ip::{invalid, Ipv4Repr, Ipv6Repr, Pseudo, UdpRepr, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP};
+use super::ip::{
+    invalid, Ipv4Repr, Ipv6Repr, Pseudo, UdpRepr, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP,
+};
 use super::put16;
 use crate::error::{need, room, Error, Result};
 
@@ -107,7 +109,12 @@ fn check_inner(inner: &[u8], offset: usize) -> Result<u8> {
     let min = if v == 4 { 20 } else { 40 };
     need(inner, "inner.header", offset, min)?;
     if v == 4 && usize::from(inner[offset] & 0x0f) * 4 < 20 {
-        return Err(invalid("inner.ihl", offset, inner[offset] & 0x0f, "less than 5"));
+        return Err(invalid(
+            "inner.ihl",
+            offset,
+            inner[offset] & 0x0f,
+            "less than 5",
+        ));
     }
     Ok(v)
 }
@@ -224,30 +231,68 @@ pub fn ecn_decap(inner: u8, outer: u8) -> Option<u8> {
 /// Unwrap a tunnelled packet in place: parse the outer IPv4 or IPv6 header (and UDP
 /// header), check the inner header, and apply RFC 6040 ECN to it.
 pub fn decapsulate(packet: &mut [u8]) -> Result<Decapsulated> {
-    let (outer, protocol, outer_ttl, outer_ecn, start, end) = match ip_version(packet, "outer.version", 0)? {
-        4 => {
-            let (h, hlen) = Ipv4Repr::parse(packet)?;
-            if h.more_fragments || h.fragment_offset != 0 {
-                return Err(invalid("ipv4.fragment", 6, h.fragment_offset, "fragments must be reassembled first"));
+    let (outer, protocol, outer_ttl, outer_ecn, start, end) =
+        match ip_version(packet, "outer.version", 0)? {
+            4 => {
+                let (h, hlen) = Ipv4Repr::parse(packet)?;
+                if h.more_fragments || h.fragment_offset != 0 {
+                    return Err(invalid(
+                        "ipv4.fragment",
+                        6,
+                        h.fragment_offset,
+                        "fragments must be reassembled first",
+                    ));
+                }
+                let o = Outer::V4 {
+                    src: h.src,
+                    dst: h.dst,
+                };
+                (
+                    o,
+                    h.protocol,
+                    h.ttl,
+                    h.ecn,
+                    hlen,
+                    hlen + usize::from(h.payload_len),
+                )
             }
-            let o = Outer::V4 { src: h.src, dst: h.dst };
-            (o, h.protocol, h.ttl, h.ecn, hlen, hlen + usize::from(h.payload_len))
-        }
-        _ => {
-            let h = Ipv6Repr::parse(packet)?;
-            let o = Outer::V6 { src: h.src, dst: h.dst };
-            (o, h.next_header, h.hop_limit, h.ecn, 40, 40 + usize::from(h.payload_len))
-        }
-    };
+            _ => {
+                let h = Ipv6Repr::parse(packet)?;
+                let o = Outer::V6 {
+                    src: h.src,
+                    dst: h.dst,
+                };
+                (
+                    o,
+                    h.next_header,
+                    h.hop_limit,
+                    h.ecn,
+                    40,
+                    40 + usize::from(h.payload_len),
+                )
+            }
+        };
     let (encap, inner_start) = match protocol {
         IPPROTO_UDP => {
-            let (u, _) = UdpRepr::parse(&packet[start..end], &outer.pseudo()).map_err(|e| e.shifted(start))?;
-            (Encap::Udp { src_port: u.src_port, dst_port: u.dst_port }, start + UdpRepr::HEADER_LEN)
+            let (u, _) = UdpRepr::parse(&packet[start..end], &outer.pseudo())
+                .map_err(|e| e.shifted(start))?;
+            (
+                Encap::Udp {
+                    src_port: u.src_port,
+                    dst_port: u.dst_port,
+                },
+                start + UdpRepr::HEADER_LEN,
+            )
         }
         IPPROTO_IPIP | IPPROTO_IPV6 => (Encap::IpInIp, start),
         p => {
             let at = if start == 40 { 6 } else { 9 };
-            return Err(invalid("outer.protocol", at, p, "not a tunnel protocol (4, 41 or UDP)"));
+            return Err(invalid(
+                "outer.protocol",
+                at,
+                p,
+                "not a tunnel protocol (4, 41 or UDP)",
+            ));
         }
     };
     let inner_version = check_inner(&packet[..end], inner_start)?;
@@ -257,12 +302,22 @@ pub fn decapsulate(packet: &mut [u8]) -> Result<Decapsulated> {
         _ => inner_version,
     };
     if inner_version != want {
-        return Err(invalid("inner.version", inner_start, inner_version, "does not match the outer protocol"));
+        return Err(invalid(
+            "inner.version",
+            inner_start,
+            inner_version,
+            "does not match the outer protocol",
+        ));
     }
     let inner = &mut packet[inner_start..end];
     let (_, inner_ecn) = tos(inner);
     let Some(ecn) = ecn_decap(inner_ecn, outer_ecn) else {
-        return Err(invalid("outer.ecn", 1, outer_ecn, "CE on a Not-ECT inner packet: drop (RFC 6040)"));
+        return Err(invalid(
+            "outer.ecn",
+            1,
+            outer_ecn,
+            "CE on a Not-ECT inner packet: drop (RFC 6040)",
+        ));
     };
     if ecn != inner_ecn {
         set_ecn(inner, ecn);
@@ -355,7 +410,10 @@ mod tests {
         assert_eq!(out[20 + 7], 63);
         let mut pkt = out[..n].to_vec();
         let d = decapsulate(&mut pkt).unwrap();
-        assert_eq!((d.inner_version, d.encap, d.inner.clone()), (6, Encap::IpInIp, 20..68));
+        assert_eq!(
+            (d.inner_version, d.encap, d.inner.clone()),
+            (6, Encap::IpInIp, 20..68)
+        );
     }
 
     #[test]
@@ -426,7 +484,12 @@ mod tests {
     #[test]
     fn ttl_expiry_at_entry_point() {
         let mut out = [0u8; 128];
-        let e = encapsulate(&params(v4_outer(), Encap::IpInIp), &v4_packet(0, 1), &mut out).unwrap_err();
+        let e = encapsulate(
+            &params(v4_outer(), Encap::IpInIp),
+            &v4_packet(0, 1),
+            &mut out,
+        )
+        .unwrap_err();
         assert_eq!(e.field(), "inner.ttl");
         let mut p = params(v4_outer(), Encap::IpInIp);
         p.forwarding = false;
@@ -455,7 +518,12 @@ mod tests {
     #[test]
     fn decap_marks_ce_and_drops_not_ect() {
         let mut out = [0u8; 128];
-        let n = encapsulate(&params(v4_outer(), Encap::IpInIp), &v4_packet(2, 9), &mut out).unwrap();
+        let n = encapsulate(
+            &params(v4_outer(), Encap::IpInIp),
+            &v4_packet(2, 9),
+            &mut out,
+        )
+        .unwrap();
         // Outer becomes CE on the path.
         out[1] |= 3;
         refresh_ipv4_checksum(&mut out[..20]);
@@ -464,7 +532,12 @@ mod tests {
         let inner = &pkt[d.inner];
         assert_eq!(inner[1] & 3, 3);
         assert_eq!(checksum::checksum(&inner[..20]), 0);
-        let n = encapsulate(&params(v4_outer(), Encap::IpInIp), &v4_packet(0, 9), &mut out).unwrap();
+        let n = encapsulate(
+            &params(v4_outer(), Encap::IpInIp),
+            &v4_packet(0, 9),
+            &mut out,
+        )
+        .unwrap();
         out[1] |= 3;
         refresh_ipv4_checksum(&mut out[..20]);
         assert_eq!(decapsulate(&mut out[..n]).unwrap_err().field(), "outer.ecn");

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install what dsmip's tests and demo need on a Debian 12 machine, as root: Debian packages
+# (tshark, strongSwan with kernel-libipsec, iproute2, nftables, ...) and a Rust toolchain
+# check. Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+PACKAGES=(
+  tshark
+  strongswan-charon strongswan-swanctl strongswan-pki
+  libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
+  iproute2 nftables iputils-ping tcpdump iperf3 dnsmasq-base python3 util-linux procps
+)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: run as root (network namespaces and packages need it)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+    [ -x "$d/cargo" ] && export PATH="$d:$PATH"
+  done
+fi
+command -v cargo >/dev/null 2>&1 || { echo "install-deps: no cargo on PATH (a Rust toolchain from rustup is expected)" >&2; exit 1; }
