@@ -257,7 +257,11 @@ fn parse_line(line: &str, base: usize, lineno: usize) -> Result<SpdEntry> {
                     "both" => Dirs::BOTH,
                     "out" => Dirs::OUT,
                     "in" => Dirs::IN,
-                    _ => return Err(bad("spd.dir", off, lineno, "not both, out or in")),
+                    "none" => Dirs {
+                        outbound: false,
+                        inbound: false,
+                    },
+                    _ => return Err(bad("spd.dir", off, lineno, "not both, out, in or none")),
                 }
             }
             "local" => e.local = addr_sel(v, off, lineno)?,
