@@ -32,4 +32,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$d/cargo" ] && export PATH="$d:$PATH"
   done
 fi
-command -v cargo >/dev/null 2>&1 || { echo "install-deps: no cargo on PATH (a Rust toolchain from rustup is expected)" >&2; exit 1; }
+command -v cargo >/dev/null 2>&1 || {
+  echo "install-deps: no cargo on PATH. dsmip needs Rust 1.85 or newer from rustup (Debian 12's" >&2
+  echo "own cargo is 1.63, too old); machines of this project's kind come with it." >&2
+  exit 1
+}
+rustc_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rustc_minor:-0}" -lt 85 ]; then
+  echo "install-deps: $(rustc --version) is older than the 1.85 dsmip needs" >&2
+  exit 1
+fi

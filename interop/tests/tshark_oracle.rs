@@ -40,14 +40,24 @@ fn dissect(name: &str, args: &[&str]) -> Value {
 }
 
 fn tshark(pcap: &Path) -> Value {
+    tshark_as(pcap, "ipv6")
+}
+
+/// tshark's JSON for the one packet of `pcap`, decoding UDP 4191's payload as `inner`
+/// (`ipv6` or `ip`: Wireshark has no dissector that reads the version nibble there).
+fn tshark_as(pcap: &Path, inner: &str) -> Value {
+    let decode_as = format!("udp.port==4191,{inner}");
     let out = Command::new("tshark")
         .args([
             "-r",
             pcap.to_str().unwrap(),
             "-d",
-            "udp.port==4191,ipv6",
+            &decode_as,
             "-T",
             "json",
+            // Two layers of one kind (IPv4 in IPv4) or repeated fields become arrays, in
+            // packet order, instead of keys that a JSON parser would collapse.
+            "--no-duplicate-keys",
             "-x",
         ])
         .output()
@@ -72,9 +82,13 @@ fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     }
 }
 
+/// The string value of `key` (the first one, outermost, when tshark shows several).
 fn field(v: &Value, key: &str) -> String {
     match find(v, key) {
         Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.first().is_some_and(Value::is_string) => {
+            a[0].as_str().unwrap().to_string()
+        }
         other => panic!("tshark has no field {key}: {other:?}\n{v:#}"),
     }
 }
@@ -476,4 +490,383 @@ fn probe_decode_agrees_with_tshark_on_a_pcap() {
         ours["layers"][1]["destination_port"].to_string(),
         field(&theirs, "udp.dstport")
     );
+}
+
+/// The first octet of an option's bytes as tshark shows them (`1d:06:...`): its type code.
+fn opt_type(v: &Value, key: &str) -> u8 {
+    let raw = field(v, key);
+    u8::from_str_radix(&raw[..2], 16).unwrap()
+}
+
+fn encode_hex(args: &[&str]) -> String {
+    let out = probe(args);
+    assert!(
+        out.status.success(),
+        "dsmip-probe {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn option_type_codes_and_lengths_are_iana() {
+    let l = dissect(
+        "codes-bu.pcap",
+        &[
+            "encode",
+            "bu",
+            "--seq",
+            "1",
+            "--lifetime",
+            "8",
+            "--hoa",
+            "2001:db8:1::100",
+            "--ha",
+            "2001:db8:1::1",
+            "--ipv4-hoa",
+            "192.0.2.100/32",
+            "--ipv4-coa",
+            "10.1.0.2",
+            "--outer-src",
+            "10.1.0.2",
+            "--outer-dst",
+            "192.0.2.1",
+        ],
+    );
+    assert_eq!(opt_type(&l, "mip6.options.ipv4ha"), 29);
+    assert_eq!(opt_type(&l, "mip6.options.ipv4coa"), 32);
+    // IPv4 (20) + UDP (8) + IPv6 (40) + MH (32).
+    assert_eq!(field(&l, "udp.length"), "80");
+    assert_eq!(field(&l, "ipv6.plen"), "32");
+    assert_eq!(field(&l, "mip6.hlen"), "3");
+    check_mh_checksum(&l);
+    let l = dissect(
+        "codes-ba.pcap",
+        &[
+            "encode",
+            "ba",
+            "--seq",
+            "1",
+            "--lifetime",
+            "8",
+            "--status",
+            "0",
+            "--hoa",
+            "2001:db8:1::100",
+            "--ha",
+            "2001:db8:1::1",
+            "--ipv4-ack-status",
+            "0",
+            "--ipv4-hoa",
+            "192.0.2.100/32",
+            "--nat-detection",
+            "110",
+        ],
+    );
+    assert_eq!(opt_type(&l, "mip6.options.ipv4aa"), 30);
+    assert_eq!(opt_type(&l, "mip6.options.natd"), 31);
+    check_mh_checksum(&l);
+}
+
+#[test]
+fn return_routability_and_binding_error_messages() {
+    let v6 = ["--src", "2001:db8:10::2", "--dst", "2001:db8:1::1"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> { [extra, &v6[..]].concat() };
+    let l = dissect(
+        "hoti.pcap",
+        &with(&["encode", "hoti", "--cookie", "0102030405060708"]),
+    );
+    assert_eq!(field(&l, "mip6.mhtype"), "1");
+    assert_eq!(field(&l, "mip6.hoti.cookie"), "0x0102030405060708");
+    check_mh_checksum(&l);
+    let l = dissect(
+        "coti.pcap",
+        &with(&["encode", "coti", "--cookie", "a1a2a3a4a5a6a7a8"]),
+    );
+    assert_eq!(field(&l, "mip6.mhtype"), "2");
+    assert_eq!(field(&l, "mip6.coti.cookie"), "0xa1a2a3a4a5a6a7a8");
+    check_mh_checksum(&l);
+    let l = dissect(
+        "hot.pcap",
+        &with(&[
+            "encode",
+            "hot",
+            "--nonce-index",
+            "4660",
+            "--cookie",
+            "0102030405060708",
+            "--token",
+            "1112131415161718",
+        ]),
+    );
+    assert_eq!(field(&l, "mip6.mhtype"), "3");
+    assert_eq!(field(&l, "mip6.hot.nindex"), "4660");
+    assert_eq!(field(&l, "mip6.hot.cookie"), "0x0102030405060708");
+    assert_eq!(field(&l, "mip6.hot.token"), "0x1112131415161718");
+    check_mh_checksum(&l);
+    let l = dissect(
+        "cot.pcap",
+        &with(&[
+            "encode",
+            "cot",
+            "--nonce-index",
+            "7",
+            "--cookie",
+            "0102030405060708",
+            "--token",
+            "1112131415161718",
+        ]),
+    );
+    assert_eq!(field(&l, "mip6.mhtype"), "4");
+    assert_eq!(field(&l, "mip6.cot.nindex"), "7");
+    check_mh_checksum(&l);
+    let l = dissect("brr.pcap", &with(&["encode", "brr"]));
+    assert_eq!(field(&l, "mip6.mhtype"), "0");
+    assert_eq!(field(&l, "mip6.hlen"), "0");
+    check_mh_checksum(&l);
+    let l = dissect(
+        "be.pcap",
+        &with(&["encode", "be", "--status", "2", "--hoa", "2001:db8:1::100"]),
+    );
+    assert_eq!(field(&l, "mip6.mhtype"), "7");
+    assert_eq!(field(&l, "mip6.be.status"), "2");
+    assert_eq!(field(&l, "mip6.be.haddr"), "2001:db8:1::100");
+    check_mh_checksum(&l);
+}
+
+/// The pseudo-header with a Home Address option and a type 2 routing header uses the home
+/// address (RFC 6275 §6.1.1); the independent checksum check is given that address.
+fn check_mh_checksum_with(layers: &Value, src: &str, dst: &str) {
+    let raw = find(layers, "mipv6_raw").expect("mipv6_raw")[0]
+        .as_str()
+        .unwrap();
+    let mh = hex::decode(raw).unwrap();
+    let src: std::net::Ipv6Addr = src.parse().unwrap();
+    let dst: std::net::Ipv6Addr = dst.parse().unwrap();
+    let len = (mh.len() as u32).to_be_bytes();
+    assert_eq!(
+        inet_sum(&[&src.octets(), &dst.octets(), &len, &[0, 0, 0, 135], &mh]),
+        0
+    );
+}
+
+#[test]
+fn home_address_option_and_type2_routing_header() {
+    let l = dissect(
+        "hao.pcap",
+        &[
+            "encode",
+            "be",
+            "--status",
+            "1",
+            "--hoa",
+            "2001:db8:1::100",
+            "--src",
+            "2001:db8:10::2",
+            "--dst",
+            "2001:db8:1::1",
+            "--hao",
+            "2001:db8:1::100",
+        ],
+    );
+    assert_eq!(field(&l, "ipv6.nxt"), "60");
+    assert_eq!(field(&l, "ipv6.opt.mipv6.home_address"), "2001:db8:1::100");
+    check_mh_checksum_with(&l, "2001:db8:1::100", "2001:db8:1::1");
+    let l = dissect(
+        "rh2.pcap",
+        &[
+            "encode",
+            "brr",
+            "--src",
+            "2001:db8:1::1",
+            "--dst",
+            "2001:db8:10::2",
+            "--rh2",
+            "2001:db8:1::100",
+        ],
+    );
+    assert_eq!(field(&l, "ipv6.nxt"), "43");
+    assert_eq!(field(&l, "ipv6.routing.type"), "2");
+    assert_eq!(field(&l, "ipv6.routing.segleft"), "1");
+    assert_eq!(field(&l, "ipv6.routing.len"), "2");
+    assert_eq!(
+        field(&l, "ipv6.routing.mipv6.home_address"),
+        "2001:db8:1::100"
+    );
+    check_mh_checksum_with(&l, "2001:db8:1::1", "2001:db8:1::100");
+}
+
+#[test]
+fn icmpv6_discovery_and_prefix_messages() {
+    let v6 = ["--src", "2001:db8:10::2", "--dst", "2001:db8:1::1"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> { [extra, &v6[..]].concat() };
+    let l = dissect(
+        "haad-req.pcap",
+        &with(&["encode", "haad-request", "--id", "4242"]),
+    );
+    assert_eq!(field(&l, "icmpv6.type"), "144");
+    assert_eq!(field(&l, "icmpv6.mip6.identifier"), "4242");
+    assert_eq!(field(&l, "icmpv6.checksum.status"), "1");
+    let l = dissect(
+        "haad-rep.pcap",
+        &with(&[
+            "encode",
+            "haad-reply",
+            "--id",
+            "4242",
+            "--home-agent",
+            "2001:db8:1::1",
+            "--home-agent",
+            "2001:db8:1::2",
+        ]),
+    );
+    assert_eq!(field(&l, "icmpv6.type"), "145");
+    assert_eq!(
+        find(&l, "icmpv6.mip6.home_agent_address").unwrap(),
+        &serde_json::json!(["2001:db8:1::1", "2001:db8:1::2"])
+    );
+    assert_eq!(field(&l, "icmpv6.checksum.status"), "1");
+    let l = dissect("mps.pcap", &with(&["encode", "mps", "--id", "9"]));
+    assert_eq!(field(&l, "icmpv6.type"), "146");
+    assert_eq!(field(&l, "icmpv6.mip6.identifier"), "9");
+    assert_eq!(field(&l, "icmpv6.checksum.status"), "1");
+    // A Mobile Prefix Advertisement to a node away from home, with the R flag.
+    let l = dissect(
+        "mpa.pcap",
+        &[
+            "encode",
+            "mpa",
+            "--id",
+            "9",
+            "--managed",
+            "--prefix",
+            "2001:db8:1::1/64,7200,3600",
+            "--router-address",
+            "--src",
+            "2001:db8:1::1",
+            "--dst",
+            "2001:db8:10::2",
+            "--rh2",
+            "2001:db8:1::100",
+        ],
+    );
+    assert_eq!(field(&l, "icmpv6.type"), "147");
+    assert_eq!(field(&l, "icmpv6.mip6.flag.m"), "1");
+    assert_eq!(field(&l, "icmpv6.mip6.flag.o"), "0");
+    assert_eq!(field(&l, "icmpv6.opt.prefix.length"), "64");
+    assert_eq!(field(&l, "icmpv6.opt.prefix.flag.r"), "1");
+    assert_eq!(field(&l, "icmpv6.opt.prefix.valid_lifetime"), "7200");
+    assert_eq!(field(&l, "icmpv6.opt.prefix.preferred_lifetime"), "3600");
+    assert_eq!(field(&l, "icmpv6.opt.prefix"), "2001:db8:1::1");
+    // Wireshark takes the routing header's home address for the pseudo-header too.
+    assert_eq!(field(&l, "icmpv6.checksum.status"), "1");
+}
+
+#[test]
+fn every_tunnel_format_of_rfc5555_4_1() {
+    let v6 = encode_hex(&[
+        "encode",
+        "brr",
+        "--src",
+        "2001:db8:1::1",
+        "--dst",
+        "2001:db8:1::100",
+    ]);
+    // An IPv4 inner packet (ICMP echo header only, checksum irrelevant here), DSCP 46, ECT(0), DF.
+    let v4 = "45ba001c0000400040010000c6336405c0000264080000000000000";
+    let v4 = {
+        // Fill in the header checksum with our own independent code.
+        let mut b = hex::decode(format!("{v4}0")).unwrap();
+        let c = inet_sum(&[&b[..20]]);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        hex::encode(b)
+    };
+    let cases: [(&str, &str, &str, Option<&str>, &str, &str); 6] = [
+        ("6in4", &v6, "192.0.2.1", None, "ip.proto", "41"),
+        ("4in4", &v4, "192.0.2.1", None, "ip.proto", "4"),
+        ("4in6", &v4, "2001:db8:1::1", None, "ipv6.nxt", "4"),
+        ("6in6", &v6, "2001:db8:1::1", None, "ipv6.nxt", "41"),
+        (
+            "6inudp",
+            &v6,
+            "192.0.2.1",
+            Some("4191:4191"),
+            "udp.dstport",
+            "4191",
+        ),
+        (
+            "4inudp",
+            &v4,
+            "192.0.2.1",
+            Some("4191:4191"),
+            "udp.dstport",
+            "4191",
+        ),
+    ];
+    for (name, inner, src, udp, key, want) in cases {
+        let dst = if src.contains(':') {
+            "2001:db8:10::2"
+        } else {
+            "203.0.113.9"
+        };
+        let pcap = tmp(&format!("tun-{name}.pcap"));
+        let mut args = vec![
+            "encode",
+            "tunnel",
+            "--inner-hex",
+            inner,
+            "--outer-src",
+            src,
+            "--outer-dst",
+            dst,
+            "--ttl",
+            "33",
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ];
+        if let Some(p) = udp {
+            args.extend(["--udp", p]);
+        }
+        let out = probe(&args);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let inner_is_v4 = inner.starts_with('4');
+        let l = tshark_as(&pcap, if inner_is_v4 { "ip" } else { "ipv6" });
+        assert_eq!(field(&l, key), want, "{name}");
+        // Outer first in tshark's layer order; the inner header's fields come second.
+        let outer_ttl = if src.contains(':') {
+            field(&l, "ipv6.hlim")
+        } else {
+            field(&l, "ip.ttl")
+        };
+        assert_eq!(outer_ttl, "33", "{name}: outer TTL / hop limit");
+        if inner_is_v4 {
+            // RFC 6040 normal mode and RFC 2983: DSCP 46 and ECT(0) copied to the outer header.
+            let outer_ds = if src.contains(':') {
+                field(&l, "ipv6.tclass")
+            } else {
+                field(&l, "ip.dsfield")
+            };
+            assert_eq!(
+                u32::from_str_radix(outer_ds.trim_start_matches("0x"), 16).unwrap(),
+                0xba,
+                "{name}: outer DSCP/ECN"
+            );
+            if !src.contains(':') {
+                assert_eq!(
+                    field(&l, "ip.flags.df"),
+                    "1",
+                    "{name}: DF copied (RFC 2003 §3.1)"
+                );
+            }
+        } else {
+            assert_eq!(field(&l, "mip6.mhtype"), "0", "{name}: inner MH reached");
+        }
+        if udp.is_some() {
+            assert_eq!(field(&l, "udp.srcport"), "4191");
+        }
+    }
 }

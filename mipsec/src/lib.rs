@@ -7,11 +7,18 @@
 //! - [`pcap`]: a raw-IP pcap writer and reader for tests and tools.
 //! - [`spd`]: the Security Policy Database with RFC 4301 selectors, MH type included.
 //!
-//! Nothing here opens a socket or reads a clock.
+//! - [`esp`]: ESP transforms, anti-replay and the SAD (RFC 4303, RFC 3948).
+//! - `io` (cargo feature `io`): the driver pieces the daemons share: TUN devices, raw and UDP
+//!   sockets with batching. It is the one part that does IO, and is kept behind a feature.
+//!
+//! Apart from `io`, nothing here opens a socket or reads a clock.
 
-#![forbid(unsafe_code)]
+#![cfg_attr(not(feature = "io"), forbid(unsafe_code))]
 
 pub mod error;
+pub mod esp;
+#[cfg(feature = "io")]
+pub mod io;
 pub mod pcap;
 pub mod spd;
 pub mod wire;

@@ -51,19 +51,54 @@ impl<W: Write> RawIpWriter<W> {
     }
 }
 
-/// Read every packet of a raw-IP pcap file.
+/// Read every packet of a raw-IP pcap file; any error fails the whole read.
 pub fn read_raw_ip<R: Read>(r: R) -> Result<Vec<(Duration, Vec<u8>)>, PcapError> {
+    let read = read_raw_ip_until_error(r)?;
+    match read.error {
+        Some((_, e)) => Err(e),
+        None => Ok(read.packets),
+    }
+}
+
+/// What [`read_raw_ip_until_error`] read.
+#[derive(Debug)]
+pub struct PartialRead {
+    /// Every packet before the first bad record.
+    pub packets: Vec<(Duration, Vec<u8>)>,
+    /// The first bad record: its byte offset in the file and the error.
+    pub error: Option<(usize, PcapError)>,
+}
+
+/// Read the packets of a raw-IP pcap file up to the first bad record, keeping those read.
+/// A bad global header or link type is an error of the whole file.
+pub fn read_raw_ip_until_error<R: Read>(r: R) -> Result<PartialRead, PcapError> {
+    const GLOBAL_HEADER: usize = 24;
+    const RECORD_HEADER: usize = 16;
     let mut reader = PcapReader::new(r)?;
     let link = reader.header().datalink;
     if !matches!(link, DataLink::RAW | DataLink::IPV4 | DataLink::IPV6) {
         return Err(PcapError::LinkType(link));
     }
-    let mut out = Vec::new();
+    let mut packets = Vec::new();
+    let mut offset = GLOBAL_HEADER;
     while let Some(p) = reader.next_packet() {
-        let p = p?;
-        out.push((p.timestamp, p.data.into_owned()));
+        match p {
+            Ok(p) => {
+                offset += RECORD_HEADER + p.data.len();
+                packets.push((p.timestamp, p.data.into_owned()));
+            }
+            Err(e) => {
+                return Ok(PartialRead {
+                    packets,
+                    error: Some((offset, e.into())),
+                })
+            }
+        }
     }
-    Ok(out)
+    Ok(PartialRead {
+        packets,
+        error: None,
+    })
 }
 
 #[cfg(test)]
@@ -88,5 +123,11 @@ mod tests {
         let got = read_raw_ip(&bytes[..]).unwrap();
         assert_eq!(got[0], (Duration::from_micros(1_500_000), vec![0x45, 1, 2]));
         assert_eq!(got[1].1, vec![0x60]);
+        // Cut inside the second record: the first packet survives, the error names the
+        // second record's offset (24 + 16 + 3).
+        let partial = read_raw_ip_until_error(&bytes[..bytes.len() - 1]).unwrap();
+        assert_eq!(partial.packets.len(), 1);
+        assert_eq!(partial.error.as_ref().map(|(at, _)| *at), Some(43));
+        assert!(read_raw_ip(&bytes[..bytes.len() - 1]).is_err());
     }
 }

@@ -204,29 +204,91 @@ proptest! {
         }
     }
 
+    /// Every tunnel format: the outer header carries the inner DSCP and ECN (RFC 6040 normal
+    /// mode), DF from an IPv4 inner (RFC 2003 §3.1), the given TTL and the right protocol;
+    /// when forwarding, the inner TTL / hop limit goes down by one; decapsulation gives the
+    /// inner packet back, with ECN combined as RFC 6040 §4.2 says when the path marked CE.
     #[test]
-    fn tunnels_round_trip(inner_v6: bool, outer_v6: bool, udp: bool, ecn in 0u8..3, payload in prop::collection::vec(any::<u8>(), 0..100),
+    fn tunnels_round_trip(inner_v6: bool, outer_v6: bool, udp: bool, forwarding: bool, ce_on_path: bool,
+                          dscp in 0u8..64, ecn in 0u8..4, df: bool, ttl in 2u8..=255, outer_ttl: u8,
+                          payload in prop::collection::vec(any::<u8>(), 1..100),
                           s6 in v6(), d6 in v6(), s4 in v4(), d4 in v4()) {
         let mut inner = vec![0u8; if inner_v6 { 40 } else { 20 } + payload.len()];
         if inner_v6 {
-            Ipv6Repr { dscp: 3, ecn, flow_label: 0, payload_len: payload.len().max(1) as u16, next_header: 59, hop_limit: 9, src: s6, dst: d6 }
+            Ipv6Repr { dscp, ecn, flow_label: 0, payload_len: payload.len() as u16, next_header: 59, hop_limit: ttl, src: s6, dst: d6 }
                 .emit(&mut inner).unwrap();
-            if payload.is_empty() { inner.push(0); }
-            let n = inner.len(); inner[40..n].copy_from_slice(&[payload.clone(), vec![0; n - 40 - payload.len()]].concat());
+            inner[40..].copy_from_slice(&payload);
         } else {
-            Ipv4Repr { dscp: 3, ecn, identification: 0, dont_fragment: false, more_fragments: false, fragment_offset: 0,
-                       ttl: 9, protocol: 59, src: s4, dst: d4, payload_len: payload.len() as u16 }.emit(&mut inner).unwrap();
+            Ipv4Repr { dscp, ecn, identification: 0, dont_fragment: df, more_fragments: false, fragment_offset: 0,
+                       ttl, protocol: 59, src: s4, dst: d4, payload_len: payload.len() as u16 }.emit(&mut inner).unwrap();
             inner[20..].copy_from_slice(&payload);
         }
         let outer = if outer_v6 { Outer::V6 { src: d6, dst: s6 } } else { Outer::V4 { src: d4, dst: s4 } };
         let encap = if udp { Encap::Udp { src_port: 4191, dst_port: 4191 } } else { Encap::IpInIp };
-        let p = TunnelParams { outer, encap, outer_ttl: 64, identification: 1, udp_checksum_v4: true, forwarding: false };
+        let p = TunnelParams { outer, encap, outer_ttl, identification: 1, udp_checksum_v4: true, forwarding };
         let mut out = vec![0u8; tunnel::encapsulated_len(&p, inner.len())];
         tunnel::encapsulate(&p, &inner, &mut out).unwrap();
-        let d = tunnel::decapsulate(&mut out).unwrap();
-        prop_assert_eq!(d.outer, outer);
-        prop_assert_eq!(d.encap, encap);
-        prop_assert_eq!(&out[d.inner], &inner[..]);
+        let want_proto = if udp { 17 } else if inner_v6 { 41 } else { 4 };
+        let hlen = if outer_v6 {
+            let h = Ipv6Repr::parse(&out).unwrap();
+            prop_assert_eq!((h.dscp, h.ecn, h.hop_limit, h.next_header), (dscp, ecn, outer_ttl, want_proto));
+            40
+        } else {
+            let (h, _) = Ipv4Repr::parse(&out).unwrap();
+            prop_assert_eq!((h.dscp, h.ecn, h.ttl, h.protocol), (dscp, ecn, outer_ttl, want_proto));
+            prop_assert_eq!(h.dont_fragment, df && !inner_v6);
+            20
+        };
+        if ce_on_path {
+            // A router on the path marks the outer header CE.
+            if outer_v6 { out[1] |= 0x30; } else {
+                out[1] |= 0x03;
+                out[10] = 0; out[11] = 0;
+                let c = mipsec::wire::checksum::checksum(&out[..20]);
+                out[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        let outer_ecn = if ce_on_path { 3 } else { ecn };
+        let expected_ecn = tunnel::ecn_decap(ecn, outer_ecn);
+        match tunnel::decapsulate(&mut out) {
+            Ok(d) => {
+                prop_assert_eq!(d.outer, outer);
+                prop_assert_eq!(d.encap, encap);
+                prop_assert_eq!(d.inner.start, hlen + if udp { 8 } else { 0 });
+                let got = &out[d.inner];
+                prop_assert_eq!(got.len(), inner.len());
+                let (ttl_at, got_ecn) = if inner_v6 { (7, (got[1] >> 4) & 3) } else { (8, got[1] & 3) };
+                prop_assert_eq!(got[ttl_at], if forwarding { ttl - 1 } else { ttl });
+                prop_assert_eq!(Some(got_ecn), expected_ecn);
+                if !inner_v6 {
+                    prop_assert_eq!(mipsec::wire::checksum::checksum(&got[..20]), 0);
+                }
+                prop_assert_eq!(&got[got.len() - payload.len()..], &payload[..]);
+            }
+            Err(e) => {
+                prop_assert_eq!(expected_ecn, None, "unexpected error {}", e);
+                prop_assert_eq!(e.field(), "outer.ecn");
+            }
+        }
+    }
+
+    /// Random bytes behind a valid outer IPv4 header (checksum fixed up), so decapsulation
+    /// gets past the header check and into the inner-packet rules.
+    #[test]
+    fn decapsulate_never_panics_behind_a_valid_header(proto in prop::sample::select(vec![4u8, 41, 17]),
+                                                      body in prop::collection::vec(any::<u8>(), 0..120)) {
+        let mut p = vec![0u8; 20 + body.len()];
+        Ipv4Repr { dscp: 0, ecn: 3, identification: 0, dont_fragment: false, more_fragments: false, fragment_offset: 0,
+                   ttl: 9, protocol: proto, src: Ipv4Addr::LOCALHOST, dst: Ipv4Addr::LOCALHOST, payload_len: body.len() as u16 }
+            .emit(&mut p).unwrap();
+        p[20..].copy_from_slice(&body);
+        if proto == 17 && p.len() >= 28 {
+            p[26] = 0; // no UDP checksum over IPv4
+            p[27] = 0;
+        }
+        if let Ok(d) = tunnel::decapsulate(&mut p) {
+            prop_assert!(d.inner.end <= p.len());
+        }
     }
 
     #[test]

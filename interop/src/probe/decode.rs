@@ -30,6 +30,7 @@ pub fn decode(packet: &[u8]) -> Result<Vec<Value>, DecodeError> {
     let mut d = Dissector {
         layers: Vec::new(),
         pkt: packet,
+        depth: 0,
     };
     match d.ip(0, packet.len()) {
         Ok(()) => Ok(d.layers),
@@ -58,7 +59,13 @@ pub fn to_json(result: &Result<Vec<Value>, DecodeError>) -> Value {
 struct Dissector<'a> {
     layers: Vec<Value>,
     pkt: &'a [u8],
+    /// IP headers entered so far: tunnels nest, and a hostile packet could nest thousands.
+    depth: u32,
 }
+
+/// More nested IP headers than any tunnel format here produces (ESP-in-UDP-in-IPv4 around
+/// IPv6-in-IPv4 is 3) is refused rather than recursed into.
+const MAX_IP_NESTING: u32 = 8;
 
 fn hex16(v: u16) -> String {
     format!("0x{v:04x}")
@@ -67,6 +74,15 @@ fn hex16(v: u16) -> String {
 impl Dissector<'_> {
     /// The IP packet at `pkt[at..end]`.
     fn ip(&mut self, at: usize, end: usize) -> Result<(), Error> {
+        self.depth += 1;
+        if self.depth > MAX_IP_NESTING {
+            return Err(Error::Invalid {
+                field: "ip.nesting",
+                offset: at,
+                value: u64::from(self.depth),
+                reason: "more than 8 nested IP headers",
+            });
+        }
         match ip_version(&self.pkt[..end], "ip.version", at)? {
             4 => self.ipv4(at, end),
             _ => self.ipv6(at, end),
@@ -475,5 +491,35 @@ mod tests {
         assert_eq!(e.layers.len(), 3);
         // The MH checksum is checked first and now fails at 68 + 4.
         assert_eq!(e.error.offset(), Some(72));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed() {
+        // 1,500 IPv4-in-IPv4 headers around nothing: an error at the ninth header.
+        let n = 1500usize;
+        let mut p = vec![0u8; 20 * n];
+        for i in 0..n {
+            let left = (20 * (n - i)) as u16;
+            let h = mipsec::wire::Ipv4Repr {
+                dscp: 0,
+                ecn: 0,
+                identification: 0,
+                dont_fragment: false,
+                more_fragments: false,
+                fragment_offset: 0,
+                ttl: 64,
+                protocol: 4,
+                src: "192.0.2.1".parse().unwrap(),
+                dst: "192.0.2.2".parse().unwrap(),
+                payload_len: left - 20,
+            };
+            h.emit(&mut p[20 * i..]).unwrap();
+        }
+        let e = decode(&p).unwrap_err();
+        assert_eq!(
+            (e.error.field(), e.error.offset()),
+            ("ip.nesting", Some(160))
+        );
+        assert_eq!(e.layers.len(), 8);
     }
 }

@@ -4,7 +4,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Result};
-use mipsec::wire::ip::{Ipv6Repr, IPPROTO_MH};
+use mipsec::wire::ext::{DestOptsRepr, RoutingHeaderType2};
+use mipsec::wire::icmpv6::Icmpv6Repr;
+use mipsec::wire::ip::{Ipv6Repr, IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_MH, IPPROTO_ROUTING};
 use mipsec::wire::mh::lifetime_units;
 use mipsec::wire::mh_option::REFRESH_NOT_NEEDED;
 use mipsec::wire::tunnel::{self, Encap, Outer, TunnelParams, DSMIPV6_PORT};
@@ -142,6 +144,112 @@ pub fn ba_repr(spec: &BaSpec) -> Result<MhRepr> {
     })
 }
 
+/// The upper layer of an IPv6 packet the probe builds.
+#[derive(Debug, Clone)]
+pub enum Upper {
+    Mh(MhRepr),
+    Icmpv6(Icmpv6Repr),
+}
+
+/// IPv6 addressing of a Mobile IPv6 message: the header's source and destination, and the
+/// Home Address option / type 2 routing header when the node is away from home (RFC 6275
+/// §6.3, §6.4). The checksum pseudo-header then uses the home addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct V6Addressing {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hao: Option<Ipv6Addr>,
+    pub rh2: Option<Ipv6Addr>,
+}
+
+impl V6Addressing {
+    pub fn plain(src: Ipv6Addr, dst: Ipv6Addr) -> Self {
+        V6Addressing {
+            src,
+            dst,
+            hao: None,
+            rh2: None,
+        }
+    }
+}
+
+/// An IPv6 packet with optional type 2 routing header and Home Address option (in that
+/// order, RFC 8200 §4.1) and the upper layer.
+pub fn ipv6_packet(upper: &Upper, a: &V6Addressing) -> Result<Vec<u8>> {
+    let (upper_len, upper_nh) = match upper {
+        Upper::Mh(m) => (m.buffer_len(), IPPROTO_MH),
+        Upper::Icmpv6(i) => (i.buffer_len(), IPPROTO_ICMPV6),
+    };
+    let dest_opts = a.hao.map(|hoa| DestOptsRepr::home_address(upper_nh, hoa));
+    let dest_len = dest_opts.as_ref().map_or(0, |d| d.buffer_len());
+    let rh2 = a.rh2.map(|hoa| RoutingHeaderType2 {
+        next_header: if dest_opts.is_some() {
+            IPPROTO_DSTOPTS
+        } else {
+            upper_nh
+        },
+        segments_left: 1,
+        home_address: hoa,
+    });
+    let rh2_len = if rh2.is_some() {
+        RoutingHeaderType2::LEN
+    } else {
+        0
+    };
+    let first_nh = match (rh2, &dest_opts) {
+        (Some(_), _) => IPPROTO_ROUTING,
+        (None, Some(_)) => IPPROTO_DSTOPTS,
+        (None, None) => upper_nh,
+    };
+    let payload = rh2_len + dest_len + upper_len;
+    let mut p = vec![0u8; Ipv6Repr::HEADER_LEN + payload];
+    Ipv6Repr {
+        dscp: 0,
+        ecn: 0,
+        flow_label: 0,
+        payload_len: u16::try_from(payload)?,
+        next_header: first_nh,
+        hop_limit: 64,
+        src: a.src,
+        dst: a.dst,
+    }
+    .emit(&mut p)?;
+    let mut at = Ipv6Repr::HEADER_LEN;
+    if let Some(r) = rh2 {
+        at += r.emit(&mut p[at..])?;
+    }
+    if let Some(d) = &dest_opts {
+        at += d.emit(&mut p[at..])?;
+    }
+    let (src, dst) = (a.hao.unwrap_or(a.src), a.rh2.unwrap_or(a.dst));
+    match upper {
+        Upper::Mh(m) => m.emit(&mut p[at..], &src, &dst)?,
+        Upper::Icmpv6(i) => i.emit(&mut p[at..], &src, &dst)?,
+    };
+    Ok(p)
+}
+
+/// Wrap a whole IPv4 or IPv6 packet in one of the tunnel formats of RFC 5555 §4.1.
+pub fn tunnel_packet(
+    inner: &[u8],
+    outer: Outer,
+    encap: Encap,
+    outer_ttl: u8,
+    forwarding: bool,
+) -> Result<Vec<u8>> {
+    let params = TunnelParams {
+        outer,
+        encap,
+        outer_ttl,
+        identification: 0,
+        udp_checksum_v4: true,
+        forwarding,
+    };
+    let mut out = vec![0u8; tunnel::encapsulated_len(&params, inner.len())];
+    tunnel::encapsulate(&params, inner, &mut out)?;
+    Ok(out)
+}
+
 /// An IPv6 packet `src` → `dst` carrying `mh`, wrapped in IPv4/UDP when `outer` is given.
 pub fn packet(
     mh: &MhRepr,
@@ -149,41 +257,25 @@ pub fn packet(
     dst: Ipv6Addr,
     outer: Option<UdpOuter>,
 ) -> Result<Vec<u8>> {
-    let mh_len = mh.buffer_len();
-    let mut v6 = vec![0u8; Ipv6Repr::HEADER_LEN + mh_len];
-    Ipv6Repr {
-        dscp: 0,
-        ecn: 0,
-        flow_label: 0,
-        payload_len: u16::try_from(mh_len)?,
-        next_header: IPPROTO_MH,
-        hop_limit: 64,
-        src,
-        dst,
-    }
-    .emit(&mut v6)?;
-    mh.emit(&mut v6[Ipv6Repr::HEADER_LEN..], &src, &dst)?;
+    let v6 = ipv6_packet(&Upper::Mh(mh.clone()), &V6Addressing::plain(src, dst))?;
     let Some(o) = outer else {
         return Ok(v6);
     };
-    let params = TunnelParams {
-        outer: Outer::V4 {
+    let encap = Encap::Udp {
+        src_port: o.src_port,
+        dst_port: o.dst_port,
+    };
+    // The probe originates the packet: the inner hop limit stays as built.
+    tunnel_packet(
+        &v6,
+        Outer::V4 {
             src: o.src,
             dst: o.dst,
         },
-        encap: Encap::Udp {
-            src_port: o.src_port,
-            dst_port: o.dst_port,
-        },
-        outer_ttl: tunnel::DEFAULT_OUTER_TTL,
-        identification: 0,
-        udp_checksum_v4: true,
-        // The probe originates the packet: the inner hop limit stays as built.
-        forwarding: false,
-    };
-    let mut out = vec![0u8; tunnel::encapsulated_len(&params, v6.len())];
-    tunnel::encapsulate(&params, &v6, &mut out)?;
-    Ok(out)
+        encap,
+        tunnel::DEFAULT_OUTER_TTL,
+        false,
+    )
 }
 
 /// The whole Binding Update packet: source the home address, destination the home agent.
@@ -274,5 +366,33 @@ mod tests {
                 refresh_time: u32::MAX
             }]
         );
+    }
+
+    #[test]
+    fn hao_and_rh2_order_and_pseudo_header() {
+        let hoa: Ipv6Addr = "2001:db8:1::100".parse().unwrap();
+        let coa: Ipv6Addr = "2001:db8:10::2".parse().unwrap();
+        let ha: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+        let ba = MhRepr {
+            message: MhMessage::BindingError {
+                status: 1,
+                home_address: hoa,
+            },
+            options: vec![],
+        };
+        let a = V6Addressing {
+            src: coa,
+            dst: ha,
+            hao: Some(hoa),
+            rh2: Some(hoa),
+        };
+        let p = ipv6_packet(&Upper::Mh(ba), &a).unwrap();
+        // IPv6 -> routing (43) -> destination options (60) -> MH (135).
+        assert_eq!(p[6], IPPROTO_ROUTING);
+        assert_eq!(p[40], IPPROTO_DSTOPTS);
+        assert_eq!(p[64], IPPROTO_MH);
+        let mh = mipsec::wire::MhPacket::new_checked(&p[88..]).unwrap();
+        mh.verify_checksum(&hoa, &hoa).unwrap();
+        assert!(mh.verify_checksum(&coa, &ha).is_err());
     }
 }

@@ -95,6 +95,12 @@ impl DestOptsRepr {
             });
         }
         let len = self.buffer_len();
+        if len > 256 * 8 {
+            return Err(crate::Error::Unencodable {
+                field: "dstopts.hdr_ext_len",
+                reason: "header longer than 2048 octets",
+            });
+        }
         room(buf, "dstopts", len)?;
         let b = &mut buf[..len];
         b.fill(0);
@@ -223,5 +229,16 @@ mod tests {
             RoutingHeaderType2::parse(&want).unwrap_err().field(),
             "rh2.routing_type"
         );
+    }
+
+    #[test]
+    fn dest_opts_longer_than_2048_is_unencodable() {
+        let r = DestOptsRepr {
+            next_header: 59,
+            home_address: None,
+            other: vec![(0x1e, vec![0; 255]); 10],
+        };
+        let mut buf = vec![0u8; r.buffer_len()];
+        assert_eq!(r.emit(&mut buf).unwrap_err().field(), "dstopts.hdr_ext_len");
     }
 }

@@ -128,6 +128,18 @@ impl Icmpv6Repr {
 
     /// Emit with the checksum for `src` → `dst`; returns the length.
     pub fn emit(&self, buf: &mut [u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<usize> {
+        if let Icmpv6Repr::MobilePrefixAdvertisement { other_options, .. } = self {
+            // Each option is whole: its length octet counts 8-octet units (RFC 4861 §4.6).
+            let bad = other_options.iter().any(|(t, o)| {
+                o.len() < 8 || o.len() % 8 != 0 || o[0] != *t || usize::from(o[1]) * 8 != o.len()
+            });
+            if bad {
+                return Err(Error::Unencodable {
+                    field: "icmpv6.option",
+                    reason: "an option's bytes do not match its type and length",
+                });
+            }
+        }
         let len = self.buffer_len();
         room(buf, "icmpv6", len)?;
         let b = &mut buf[..len];
@@ -313,5 +325,40 @@ mod tests {
         put16(&mut m, 2, c);
         let e = Icmpv6Repr::parse(&m, &s, &d).unwrap_err();
         assert_eq!((e.field(), e.offset()), ("icmpv6.option.length", Some(9)));
+    }
+
+    #[test]
+    fn haad_reply_mps_bytes_rfc6275_6_6_6_7() {
+        let (s, d) = addrs();
+        let mut b = [0u8; 24];
+        Icmpv6Repr::HaadReply {
+            identifier: 0xbeef,
+            home_agents: vec![d],
+        }
+        .emit(&mut b, &d, &s)
+        .unwrap();
+        assert_eq!(&b[..2], &[145, 0]);
+        assert_eq!(&b[4..8], &[0xbe, 0xef, 0, 0]);
+        assert_eq!(&b[8..], &d.octets());
+        let mut b = [0u8; 8];
+        Icmpv6Repr::MobilePrefixSolicitation { identifier: 3 }
+            .emit(&mut b, &s, &d)
+            .unwrap();
+        assert_eq!([b[0], b[1], b[4], b[5], b[6], b[7]], [146, 0, 0, 3, 0, 0]);
+        assert_eq!(checksum::upper_v6(&s, &d, IPPROTO_ICMPV6, &b), 0);
+    }
+
+    #[test]
+    fn mpa_other_options_must_be_whole() {
+        let (s, d) = addrs();
+        let r = Icmpv6Repr::MobilePrefixAdvertisement {
+            identifier: 1,
+            managed: false,
+            other_config: false,
+            prefixes: vec![],
+            other_options: vec![(1, vec![1, 2, 0, 0, 0, 0, 0, 0])],
+        };
+        let mut b = [0u8; 16];
+        assert_eq!(r.emit(&mut b, &s, &d).unwrap_err().field(), "icmpv6.option");
     }
 }

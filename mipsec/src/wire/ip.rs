@@ -104,6 +104,13 @@ impl Ipv4Repr {
 
     /// Write the header (with its checksum) into `buf[..20]`.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
+        check_tos(self.dscp, self.ecn)?;
+        if self.fragment_offset > 0x1fff {
+            return Err(Error::Unencodable {
+                field: "ipv4.fragment_offset",
+                reason: "more than 13 bits",
+            });
+        }
         room(buf, "ipv4.header", Self::HEADER_LEN)?;
         let total = usize::from(self.payload_len) + Self::HEADER_LEN;
         if total > usize::from(u16::MAX) {
@@ -193,6 +200,13 @@ impl Ipv6Repr {
     }
 
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
+        check_tos(self.dscp, self.ecn)?;
+        if self.flow_label > 0xf_ffff {
+            return Err(Error::Unencodable {
+                field: "ipv6.flow_label",
+                reason: "more than 20 bits",
+            });
+        }
         room(buf, "ipv6.header", Self::HEADER_LEN)?;
         let tc = (self.dscp << 2) | (self.ecn & 0x03);
         buf[0] = 0x60 | (tc >> 4);
@@ -305,6 +319,23 @@ impl UdpRepr {
         }
         Ok(())
     }
+}
+
+/// DSCP is 6 bits and ECN 2 (RFC 2474, RFC 3168).
+fn check_tos(dscp: u8, ecn: u8) -> Result<()> {
+    if dscp > 63 {
+        return Err(Error::Unencodable {
+            field: "dscp",
+            reason: "more than 6 bits",
+        });
+    }
+    if ecn > 3 {
+        return Err(Error::Unencodable {
+            field: "ecn",
+            reason: "more than 2 bits",
+        });
+    }
+    Ok(())
 }
 
 /// A computed UDP checksum of zero is sent as all ones (RFC 768).

@@ -758,4 +758,119 @@ mod tests {
         assert_eq!(lifetime_units(4 * 65535), Some(65535));
         assert_eq!(lifetime_units(4 * 65536), None);
     }
+
+    /// Emit `r`, check it against `want` (checksum filled in for `want` too), parse back.
+    fn bytes_both_ways(r: &MhRepr, mut want: Vec<u8>) {
+        let (src, dst) = (a("2001:db8:1::100"), a("2001:db8:1::1"));
+        MhPacket::new_checked(&mut want[..])
+            .unwrap()
+            .fill_checksum(&src, &dst);
+        let mut buf = vec![0u8; r.buffer_len()];
+        r.emit(&mut buf, &src, &dst).unwrap();
+        assert_eq!(buf, want);
+        assert_eq!(&MhRepr::parse_bytes(&want).unwrap(), r);
+    }
+
+    #[test]
+    fn every_message_emits_rfc6275_layout() {
+        let plain = |message| MhRepr {
+            message,
+            options: vec![],
+        };
+        // BRR (§6.1.2): reserved 16 bits, no options: 8 octets.
+        bytes_both_ways(
+            &plain(MhMessage::BindingRefreshRequest),
+            vec![59, 0, 0, 0, 0, 0, 0, 0],
+        );
+        // HoTI / CoTI (§6.1.3, §6.1.4): reserved, 64-bit cookie.
+        let mut hoti = vec![59, 1, 1, 0, 0, 0, 0, 0];
+        hoti.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        bytes_both_ways(
+            &plain(MhMessage::HomeTestInit {
+                cookie: [1, 2, 3, 4, 5, 6, 7, 8],
+            }),
+            hoti.clone(),
+        );
+        hoti[2] = 2;
+        bytes_both_ways(
+            &plain(MhMessage::CareOfTestInit {
+                cookie: [1, 2, 3, 4, 5, 6, 7, 8],
+            }),
+            hoti,
+        );
+        // HoT / CoT (§6.1.5, §6.1.6): nonce index, cookie, keygen token.
+        let mut hot = vec![59, 2, 3, 0, 0, 0, 0x12, 0x34];
+        hot.extend_from_slice(&[0xc0; 8]);
+        hot.extend_from_slice(&[0x70; 8]);
+        bytes_both_ways(
+            &plain(MhMessage::HomeTest {
+                nonce_index: 0x1234,
+                cookie: [0xc0; 8],
+                keygen_token: [0x70; 8],
+            }),
+            hot.clone(),
+        );
+        hot[2] = 4;
+        bytes_both_ways(
+            &plain(MhMessage::CareOfTest {
+                nonce_index: 0x1234,
+                cookie: [0xc0; 8],
+                keygen_token: [0x70; 8],
+            }),
+            hot,
+        );
+        // BE (§6.1.9): status 1, reserved, home address.
+        let mut be = vec![59, 2, 7, 0, 0, 0, 1, 0];
+        be.extend_from_slice(&a("2001:db8:1::100").octets());
+        bytes_both_ways(
+            &plain(MhMessage::BindingError {
+                status: 1,
+                home_address: a("2001:db8:1::100"),
+            }),
+            be,
+        );
+    }
+
+    #[test]
+    fn ba_with_rfc6275_options_bytes() {
+        // A BA with Binding Refresh Advice (2n) at 12; then a BU with Nonce Indices (2n),
+        // Binding Authorization Data (8n+2) and Alternate CoA (8n+6).
+        let ba = MhRepr {
+            message: MhMessage::BindingAck {
+                status: BaStatus::ACCEPTED,
+                flags: BaFlags::default(),
+                sequence: 1,
+                lifetime: 2,
+            },
+            options: vec![MhOption::BindingRefreshAdvice {
+                refresh_interval: 75,
+            }],
+        };
+        bytes_both_ways(&ba, vec![59, 1, 6, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 0, 75]);
+        let coa = a("2001:db8:10::2");
+        let bu = MhRepr {
+            message: MhMessage::BindingUpdate {
+                sequence: 3,
+                flags: BuFlags(BuFlags::A),
+                lifetime: 4,
+            },
+            options: vec![
+                MhOption::NonceIndices {
+                    home: 5,
+                    care_of: 6,
+                },
+                MhOption::BindingAuthorizationData(vec![0xaa; 12]),
+                MhOption::AlternateCoa(coa),
+            ],
+        };
+        let mut want = vec![59, 6, 5, 0, 0, 0, 0, 3, 0x80, 0, 0, 4];
+        want.extend_from_slice(&[4, 4, 0, 5, 0, 6]); // Nonce Indices at 12 (2n)
+        want.extend_from_slice(&[5, 12]); // BAD at 18 = 8*2+2
+        want.extend_from_slice(&[0xaa; 12]);
+        want.extend_from_slice(&[1, 4, 0, 0, 0, 0]); // PadN to 38 = 8*4+6
+        want.extend_from_slice(&[3, 16]);
+        want.extend_from_slice(&coa.octets()); // Alternate CoA ends at 56
+        assert_eq!(want.len(), 56);
+        bytes_both_ways(&bu, want);
+    }
 }

@@ -108,13 +108,18 @@ fn check_inner(inner: &[u8], offset: usize) -> Result<u8> {
     let v = ip_version(inner, "inner.version", offset)?;
     let min = if v == 4 { 20 } else { 40 };
     need(inner, "inner.header", offset, min)?;
-    if v == 4 && usize::from(inner[offset] & 0x0f) * 4 < 20 {
-        return Err(invalid(
-            "inner.ihl",
-            offset,
-            inner[offset] & 0x0f,
-            "less than 5",
-        ));
+    if v == 4 {
+        let ihl = usize::from(inner[offset] & 0x0f) * 4;
+        if ihl < 20 {
+            return Err(invalid(
+                "inner.ihl",
+                offset,
+                inner[offset] & 0x0f,
+                "less than 5",
+            ));
+        }
+        // The whole header, options included, must be there: its checksum may be rewritten.
+        need(inner, "inner.options", offset + 20, ihl - 20)?;
     }
     Ok(v)
 }
@@ -153,6 +158,8 @@ pub fn encapsulate(params: &TunnelParams, inner: &[u8], out: &mut [u8]) -> Resul
         }
     }
     let (dscp, ecn) = tos(inner);
+    // RFC 2003 §3.1: an IPv4 inner header with DF set makes the outer header DF too.
+    let dont_fragment = version == 4 && inner[6] & 0x40 != 0;
     let protocol = match params.encap {
         Encap::Udp { .. } => IPPROTO_UDP,
         Encap::IpInIp if version == 4 => IPPROTO_IPIP,
@@ -175,7 +182,7 @@ pub fn encapsulate(params: &TunnelParams, inner: &[u8], out: &mut [u8]) -> Resul
             dscp,
             ecn,
             identification: params.identification,
-            dont_fragment: false,
+            dont_fragment,
             more_fragments: false,
             fragment_offset: 0,
             ttl: params.outer_ttl,
@@ -272,19 +279,19 @@ pub fn decapsulate(packet: &mut [u8]) -> Result<Decapsulated> {
                 )
             }
         };
-    let (encap, inner_start) = match protocol {
+    let (encap, inner_start, end) = match protocol {
         IPPROTO_UDP => {
-            let (u, _) = UdpRepr::parse(&packet[start..end], &outer.pseudo())
+            let (u, len) = UdpRepr::parse(&packet[start..end], &outer.pseudo())
                 .map_err(|e| e.shifted(start))?;
-            (
-                Encap::Udp {
-                    src_port: u.src_port,
-                    dst_port: u.dst_port,
-                },
-                start + UdpRepr::HEADER_LEN,
-            )
+            let inner_start = start + UdpRepr::HEADER_LEN;
+            let encap = Encap::Udp {
+                src_port: u.src_port,
+                dst_port: u.dst_port,
+            };
+            // The datagram ends where UDP's length says, not where the IP payload does.
+            (encap, inner_start, inner_start + len)
         }
-        IPPROTO_IPIP | IPPROTO_IPV6 => (Encap::IpInIp, start),
+        IPPROTO_IPIP | IPPROTO_IPV6 => (Encap::IpInIp, start, end),
         p => {
             let at = if start == 40 { 6 } else { 9 };
             return Err(invalid(
@@ -541,5 +548,64 @@ mod tests {
         out[1] |= 3;
         refresh_ipv4_checksum(&mut out[..20]);
         assert_eq!(decapsulate(&mut out[..n]).unwrap_err().field(), "outer.ecn");
+    }
+
+    #[test]
+    fn inner_ipv4_options_must_be_present() {
+        // Inner IPv4 with IHL 15 (60-octet header) but only 20 octets: an error, not a panic.
+        let mut inner = v4_packet(2, 9);
+        inner[0] = 0x4f;
+        inner.truncate(20);
+        let mut out = [0u8; 128];
+        let e = encapsulate(&params(v4_outer(), Encap::IpInIp), &inner, &mut out).unwrap_err();
+        assert_eq!((e.field(), e.offset()), ("inner.options", Some(20)));
+        let hex =
+            "45030028000000004004f6cbc0000201c00002024f020014000000004011ecd3c0000201c0000202";
+        let mut pkt: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(decapsulate(&mut pkt).unwrap_err().field(), "inner.options");
+    }
+
+    #[test]
+    fn outer_copies_df_dscp_ecn_and_sets_ttl() {
+        let mut p = params(v4_outer(), Encap::IpInIp);
+        p.outer_ttl = 17;
+        let mut out = [0u8; 128];
+        // The IPv4 inner packet has DF set (RFC 2003 §3.1), DSCP 46 and ECT(1).
+        let n = encapsulate(&p, &v4_packet(1, 9), &mut out).unwrap();
+        let (h, _) = Ipv4Repr::parse(&out[..n]).unwrap();
+        assert_eq!(
+            (h.dont_fragment, h.dscp, h.ecn, h.ttl, h.protocol),
+            (true, 46, 1, 17, 4)
+        );
+        let mut inner = v4_packet(0, 9);
+        inner[6] = 0;
+        refresh_ipv4_checksum(&mut inner);
+        let n = encapsulate(&p, &inner, &mut out).unwrap();
+        assert!(!Ipv4Repr::parse(&out[..n]).unwrap().0.dont_fragment);
+        // IPv6 inner: DF stays clear.
+        let n = encapsulate(&p, &v6_packet(0, 9), &mut out).unwrap();
+        assert!(!Ipv4Repr::parse(&out[..n]).unwrap().0.dont_fragment);
+    }
+
+    #[test]
+    fn udp_length_bounds_the_inner_packet() {
+        let udp = Encap::Udp {
+            src_port: 4191,
+            dst_port: 4191,
+        };
+        let mut p = params(v4_outer(), udp);
+        p.udp_checksum_v4 = false;
+        let inner = v4_packet(0, 9);
+        let mut out = vec![0u8; 20 + 8 + inner.len() + 4];
+        let n = encapsulate(&p, &inner, &mut out).unwrap();
+        // Four stray octets after the datagram, inside the IP payload.
+        let total = (n + 4) as u16;
+        out[2..4].copy_from_slice(&total.to_be_bytes());
+        refresh_ipv4_checksum(&mut out[..20]);
+        let d = decapsulate(&mut out).unwrap();
+        assert_eq!(d.inner, 28..28 + inner.len());
     }
 }
