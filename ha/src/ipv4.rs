@@ -29,7 +29,9 @@ impl HomeAgent {
         {
             return Err(Ipv4AckStatus::ADMIN_PROHIBITED);
         }
-        if p && !mn.is_some_and(|m| m.ipv4_prefix) && !stat.is_some_and(|s| s.prefix_len() != 32) {
+        // A static prefix authorizes P for itself.
+        let static_prefix = matches!(stat, Some(s) if s.prefix_len() != 32);
+        if p && !mn.is_some_and(|m| m.ipv4_prefix) && !static_prefix {
             return Err(Ipv4AckStatus::PREFIX_UNAUTHORIZED);
         }
         let want = if p { plen } else { 32 };

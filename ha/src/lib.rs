@@ -6,7 +6,8 @@
 //! A driver (the later `dsmip-ha` daemon, or a test) owns one [`HomeAgent`]:
 //!
 //! - [`HomeAgent::new`] with a [`HaConfig`] (serde `Deserialize`, read from TOML), the lease
-//!   file path, and the current `Instant` and `SystemTime`;
+//!   file path, and the current `Instant` and `SystemTime` ([`HomeAgent::in_memory`] keeps
+//!   leases in memory, for scenario tests);
 //! - [`HomeAgent::handle_bu`] (parsed) or [`HomeAgent::handle_bu_bytes`] (raw Mobility
 //!   Header, checksum verified) with an [`RxContext`]: how the BU arrived ([`Transport`]),
 //!   the IPv6 source, destination and Home Address option, and the IPsec SA that protected
@@ -15,7 +16,8 @@
 //! - [`HomeAgent::poll_event`] for data plane [`Event`]s (tunnels with their exact
 //!   [`Tunnel`] format, proxy NDP / ARP, prefix routes, care-of changes for IKE, expiry);
 //! - [`HomeAgent::poll_timeout`] / [`HomeAgent::handle_timeout`] for lifetimes;
-//! - [`HomeAgent::route`] for the forwarding lookup of an inner destination;
+//! - [`HomeAgent::route`] (or [`HomeAgent::route_batch`]) for the forwarding lookup of an
+//!   inner destination;
 //! - [`HomeAgent::mobile_prefix_advertisement`] to answer a Mobile Prefix Solicitation.
 //!
 //! ```no_run

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use mipsec::esp::natt::{classify, Datagram};
+use mipsec::esp::natt::{classify, Datagram, KEEPALIVE};
 use mipsec::esp::{Inbound, InboundSa, OutboundSa, SaConfig, Transform};
 use mipsec::io::gso::{Coalescer, Segmenter};
 use mipsec::io::tun::{Tun, VnetHdr, VNET_HDR_LEN};
@@ -77,6 +77,10 @@ pub struct Args {
     /// With --tun-offload: do not merge received TCP segments into super-packets.
     #[arg(long = "no-tun-gro")]
     pub no_tun_gro: bool,
+    /// Send a NAT keepalive (one octet 0xFF, RFC 3948 §2.3) to the peer every this many
+    /// seconds (0: never). RFC 3948 suggests 20 s.
+    #[arg(long, default_value_t = 0)]
+    pub keepalive: u64,
     /// Print counters every this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     pub stats: u64,
@@ -136,40 +140,109 @@ pub fn run(args: Args) -> Result<()> {
         args.local,
         transform
     );
-    let tun = Arc::new(tun);
-    let udp = Arc::new(udp);
-    let peer = Arc::new(Mutex::new(args.peer));
-    let stats = Arc::new(Stats::default());
-
-    let rx = {
-        let (tun, udp, peer, stats) = (tun.clone(), udp.clone(), peer.clone(), stats.clone());
-        let mtu = args.mtu as usize;
-        let tun_gro = !args.no_tun_gro;
-        std::thread::spawn(move || inbound(in_sa, &tun, &udp, &peer, &stats, mtu, tun_gro))
+    let opts = Options {
+        mtu: args.mtu as usize,
+        gso: args.gso,
+        tun_gro: !args.no_tun_gro,
     };
+    let keepalive_sock = udp.socket().try_clone()?;
+    let ep = spawn(out_sa, in_sa, tun, udp, args.peer, opts);
+    if args.keepalive > 0 {
+        let peer = ep.peer.clone();
+        let every = Duration::from_secs(args.keepalive);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            if let Some(p) = *peer.lock().unwrap_or_else(|p| p.into_inner()) {
+                let _ = keepalive_sock.send_to(&KEEPALIVE, p);
+            }
+        });
+    }
     if args.stats > 0 {
-        let stats = stats.clone();
+        let stats = ep.stats.clone();
+        let peer = ep.peer.clone();
         let every = Duration::from_secs(args.stats);
         std::thread::spawn(move || loop {
             std::thread::sleep(every);
-            println!("{}", stats.line());
+            let p = *peer.lock().unwrap_or_else(|p| p.into_inner());
+            println!(
+                "{}, peer {}",
+                stats.line(),
+                p.map_or("-".into(), |p| p.to_string())
+            );
         });
     }
-    let r = outbound(
-        out_sa,
-        &tun,
-        &udp,
-        &peer,
-        &stats,
-        args.mtu as usize,
-        args.gso,
-    );
-    if rx.is_finished() {
-        if let Ok(Err(e)) = rx.join() {
-            return Err(e);
+    ep.wait()
+}
+
+/// Packet-path options of an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// TUN MTU: the largest inner packet.
+    pub mtu: usize,
+    /// Send with UDP GSO.
+    pub gso: bool,
+    /// With an offloading TUN device, merge received TCP segments (userspace GRO).
+    pub tun_gro: bool,
+}
+
+/// A running endpoint: its two direction threads and shared counters.
+pub struct Running {
+    pub stats: Arc<Stats>,
+    pub peer: Arc<Mutex<Option<SocketAddr>>>,
+    tx: std::thread::JoinHandle<Result<()>>,
+    rx: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Block until a direction fails; its error.
+    pub fn wait(self) -> Result<()> {
+        loop {
+            if self.tx.is_finished() {
+                return self
+                    .tx
+                    .join()
+                    .unwrap_or_else(|_| bail!("outbound thread panicked"));
+            }
+            if self.rx.is_finished() {
+                return self
+                    .rx
+                    .join()
+                    .unwrap_or_else(|_| bail!("inbound thread panicked"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
-    r
+}
+
+/// Run an endpoint on an already configured TUN device and UDP socket (which may be the
+/// IKE daemon's port-4500 socket: IKE messages and keepalives are skipped by the inbound
+/// side, RFC 3948 §2.2). Used by the binary and by tests that key SAs with our IKE engine.
+pub fn spawn(
+    out_sa: OutboundSa,
+    in_sa: InboundSa,
+    tun: Tun,
+    udp: BatchUdp,
+    peer: Option<SocketAddr>,
+    o: Options,
+) -> Running {
+    let tun = Arc::new(tun);
+    let udp = Arc::new(udp);
+    let peer = Arc::new(Mutex::new(peer));
+    let stats = Arc::new(Stats::default());
+    let rx = {
+        let (tun, udp, peer, stats) = (tun.clone(), udp.clone(), peer.clone(), stats.clone());
+        std::thread::spawn(move || inbound(in_sa, &tun, &udp, &peer, &stats, o.mtu, o.tun_gro))
+    };
+    let tx = {
+        let (peer, stats) = (peer.clone(), stats.clone());
+        std::thread::spawn(move || outbound(out_sa, &tun, &udp, &peer, &stats, o.mtu, o.gso))
+    };
+    Running {
+        stats,
+        peer,
+        tx,
+        rx,
+    }
 }
 
 impl Stats {
@@ -278,7 +351,6 @@ fn seal(sa: &mut OutboundSa, b: &mut Batch, len: usize, stats: &Stats) -> Result
 
 /// TUN -> ESP -> UDP. With `offload` the TUN device hands over TCP super-packets, which
 /// are segmented here (mipsec::io::gso) straight into the batch area.
-#[allow(clippy::too_many_arguments)]
 fn outbound(
     mut sa: OutboundSa,
     tun: &Tun,
@@ -402,7 +474,14 @@ fn inbound(
         let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| &mut b[..]).collect();
         let n = match udp.recv_batch(&mut bufs, &mut meta) {
             Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(e.into()),
         };
         for (buf, m) in bufs.iter_mut().zip(&meta).take(n) {
@@ -488,6 +567,8 @@ pub mod lab_topology {
 
     /// Namespaces of one ESP lab (full names).
     pub struct Topology {
+        /// The mobile node's own outer address (behind the NAT in [`build_nat`]).
+        pub mn_outer: String,
         pub mn: String,
         pub ha: String,
         pub cn: String,
@@ -531,6 +612,59 @@ pub mod lab_topology {
             &["ip", "route", "add", "203.0.113.0/24", "via", HA_LAN],
         )?;
         Ok(Topology {
+            mn_outer: MN_OUTER.into(),
+            mn,
+            ha,
+            cn,
+            mn_pid: None,
+            ha_pid: None,
+        })
+    }
+
+    /// As [`build`], with the mobile node behind a masquerading NAT (nftables):
+    /// `mn 198.51.100.130/25 -- .129 nat .2 -- 198.51.100.1/25 ha`, so that ESP reaches the
+    /// home agent from the NAT's address and a rewritten port (RFC 5555 §5.2.2).
+    pub fn build_nat(lab: &mut Lab) -> Result<Topology> {
+        let mn = lab.ns("mn")?;
+        let nat = lab.ns("nat")?;
+        let ha = lab.ns("ha")?;
+        let cn = lab.ns("cn")?;
+        lab.veth(
+            &mn,
+            "to-nat",
+            &["198.51.100.130/25"],
+            &nat,
+            "in0",
+            &["198.51.100.129/25"],
+        )?;
+        lab.veth(
+            &nat,
+            "out0",
+            &["198.51.100.2/25"],
+            &ha,
+            "to-mn",
+            &["198.51.100.1/25"],
+        )?;
+        lab.veth(
+            &ha,
+            "to-cn",
+            &["192.0.2.1/24"],
+            &cn,
+            "to-ha",
+            &["192.0.2.2/24"],
+        )?;
+        lab.run(
+            &mn,
+            &["ip", "route", "add", "default", "via", "198.51.100.129"],
+        )?;
+        lab.masquerade(&nat, "out0")?;
+        lab.sysctl(&ha, "net.ipv4.ip_forward", "1")?;
+        lab.run(
+            &cn,
+            &["ip", "route", "add", "203.0.113.0/24", "via", HA_LAN],
+        )?;
+        Ok(Topology {
+            mn_outer: "198.51.100.130".into(),
             mn,
             ha,
             cn,
@@ -551,7 +685,7 @@ pub mod lab_topology {
         let mtu = tun_mtu.to_string();
         let mn_tun = format!("{MN_INNER}/32");
         let ha_tun = format!("{HA_INNER}/32");
-        let mn_local = format!("{MN_OUTER}:4500");
+        let mn_local = format!("{}:4500", t.mn_outer);
         let ha_local = format!("{HA_OUTER}:4500");
         let mut mn_argv = vec![
             bin.as_str(),

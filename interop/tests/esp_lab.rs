@@ -45,10 +45,36 @@ fn ping_and_tcp_with_offloads_gso_and_gro() -> Result<()> {
     ping_and_tcp(&["--tun-offload", "--gso", "--gro"])
 }
 
+/// RFC 5555 §5.2.2 behind a real NAT: the home agent's endpoint learns the NAT's address
+/// and port from authenticated ESP and answers there; keepalives flow meanwhile.
+#[test]
+fn ping_and_tcp_through_a_nat() -> Result<()> {
+    require_tool("nft", "nftables")?;
+    let mut lab = Lab::new("espnat")?;
+    let t = lab_topology::build_nat(&mut lab)?;
+    let flags = ["--keepalive", "1", "--tun-offload", "--gso", "--gro"];
+    ping_and_tcp_in(lab, t, &flags, |log| {
+        // The home agent answers the NAT's public address, not the node's own.
+        assert!(
+            log.contains("peer 198.51.100.2:"),
+            "home agent's peer: {log}"
+        );
+    })
+}
+
 fn ping_and_tcp(flags: &[&str]) -> Result<()> {
-    require_tool("ping", "iputils-ping")?;
     let mut lab = Lab::new("esp")?;
-    let mut t = lab_topology::build(&mut lab, 1500)?;
+    let t = lab_topology::build(&mut lab, 1500)?;
+    ping_and_tcp_in(lab, t, flags, |_| {})
+}
+
+fn ping_and_tcp_in(
+    mut lab: Lab,
+    mut t: lab_topology::Topology,
+    flags: &[&str],
+    check_ha_log: impl Fn(&str),
+) -> Result<()> {
+    require_tool("ping", "iputils-ping")?;
     let fwd = std::path::PathBuf::from(env!("CARGO_BIN_EXE_dsmip-esp-fwd"));
     lab_topology::start_ours(&mut lab, &mut t, &fwd, 1400, flags)?;
 
@@ -101,6 +127,7 @@ fn ping_and_tcp(flags: &[&str]) -> Result<()> {
     });
     let log = std::fs::read_to_string(&ha_log).unwrap_or_default();
     assert!(ok, "home agent endpoint counters: {log}");
+    check_ha_log(&log);
     assert!(lab.alive(t.mn_pid.unwrap()) && lab.alive(t.ha_pid.unwrap()));
     Ok(())
 }

@@ -84,7 +84,7 @@ fn pcap_with_a_bad_record_keeps_the_good_ones() {
     let mut bytes = std::fs::read(&pcap).unwrap();
     let one = bytes.len();
     // A second record header claiming 1000 octets with only 4 behind it.
-    bytes.extend_from_slice(&bytes[24..32].to_vec());
+    bytes.extend_from_within(24..32);
     bytes.extend_from_slice(&1000u32.to_ne_bytes());
     bytes.extend_from_slice(&1000u32.to_ne_bytes());
     bytes.extend_from_slice(&[0x60, 0, 0, 0]);

@@ -781,7 +781,9 @@ fn every_tunnel_format_of_rfc5555_4_1() {
         b[10..12].copy_from_slice(&c.to_be_bytes());
         hex::encode(b)
     };
-    let cases: [(&str, &str, &str, Option<&str>, &str, &str); 6] = [
+    // (name, inner packet, outer source, UDP ports, tshark field, its expected value)
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, &'a str, &'a str);
+    let cases: [Case; 6] = [
         ("6in4", &v6, "192.0.2.1", None, "ip.proto", "41"),
         ("4in4", &v4, "192.0.2.1", None, "ip.proto", "4"),
         ("4in6", &v4, "2001:db8:1::1", None, "ipv6.nxt", "4"),

@@ -272,3 +272,97 @@ fn inner_packets_find_their_policy() {
     }
     assert!(packet_key(Direction::In, &bu[..42]).is_err());
 }
+
+#[test]
+fn packet_key_walks_extension_headers_and_marks_fragments_opaque() {
+    // IPv6 / Destination Options (8 octets) / MH type 6 (Binding Acknowledgement).
+    let mut p = inner6(Some(6));
+    let mh = p[40..].to_vec();
+    p[6] = 60; // next header: destination options
+    p.truncate(40);
+    p.extend_from_slice(&[135, 0, 1, 4, 0, 0, 0, 0]);
+    p.extend_from_slice(&mh);
+    let plen = (p.len() - 40) as u16;
+    p[4..6].copy_from_slice(&plen.to_be_bytes());
+    let k = packet_key(Direction::Out, &p).unwrap();
+    assert_eq!((k.proto, k.ports), (Some(135), Ports::Message(6 << 8)));
+    // A non-initial fragment: OPAQUE ports (RFC 4301 §4.4.1.1).
+    let mut f = inner6(None);
+    let udp = f[40..].to_vec();
+    f[6] = 44;
+    f.truncate(40);
+    f.extend_from_slice(&[17, 0, 0x00, 0x08, 0, 0, 0, 1]); // offset 1 (8 octets)
+    f.extend_from_slice(&udp);
+    let flen = (f.len() - 40) as u16;
+    f[4..6].copy_from_slice(&flen.to_be_bytes());
+    let k = packet_key(Direction::Out, &f).unwrap();
+    assert_eq!((k.proto, k.ports), (Some(17), Ports::Opaque));
+    // The first fragment keeps its ports.
+    f[42..44].copy_from_slice(&[0, 1]); // offset 0, M flag set
+    let k = packet_key(Direction::Out, &f).unwrap();
+    assert_eq!(
+        k.ports,
+        Ports::Pair {
+            local: 12345,
+            remote: 53
+        }
+    );
+}
+
+#[test]
+fn transport_mode_keeps_the_home_address_option_in_front() {
+    use mipsec::esp::transport;
+    let k: Vec<u8> = (0..20).collect();
+    let cfg = SaConfig::new(0x4242, Transform::AesGcm128);
+    let mut o = OutboundSa::new(cfg, &k).unwrap();
+    let mut i = InboundSa::new(cfg, &k).unwrap();
+    // IPv6(CoA -> HA) / Destination Options (PadN, Home Address option) / MH BU (type 5).
+    let coa: Ipv6Addr = "2001:db8:9::2".parse().unwrap();
+    let ha: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    let hoa: Ipv6Addr = HOA.parse().unwrap();
+    let mut dst_opts = vec![135, 2, 1, 2, 0, 0, 0xc9, 16];
+    dst_opts.extend_from_slice(&hoa.octets());
+    let bu = [59u8, 1, 5, 0, 0, 0, 0, 0, 0, 7, 0x80, 0, 0, 0, 0, 0];
+    let mut pkt = vec![0u8; 40];
+    Ipv6Repr {
+        dscp: 0,
+        ecn: 0,
+        flow_label: 0,
+        payload_len: (dst_opts.len() + bu.len()) as u16,
+        next_header: 60,
+        hop_limit: 64,
+        src: coa,
+        dst: ha,
+    }
+    .emit(&mut pkt)
+    .unwrap();
+    pkt.extend_from_slice(&dst_opts);
+    pkt.extend_from_slice(&bu);
+    let mut buf = [0u8; 256];
+    let n = transport::encapsulate(&mut o, &pkt, &mut buf).unwrap();
+    let enc = &mut buf[..n];
+    assert_eq!(enc[6], 60, "IPv6 next header still the destination options");
+    assert_eq!(
+        &enc[40..42],
+        &[50, 2],
+        "ESP right after the Home Address option"
+    );
+    assert_eq!(&enc[46..64], &dst_opts[6..], "HAO in clear");
+    assert_eq!(usize::from(u16::from_be_bytes([enc[4], enc[5]])), n - 40);
+    assert_eq!(&enc[64..68], &0x4242u32.to_be_bytes());
+    let (r, _) = transport::decapsulate(&mut i, enc).unwrap();
+    assert_eq!(&enc[r], &pkt[..], "BU restored byte for byte");
+
+    // IPv4 / UDP in transport mode: protocol, length and header checksum follow.
+    let mut u = udp4500(b"transport payload");
+    u[22..24].copy_from_slice(&53u16.to_be_bytes());
+    let n = transport::encapsulate(&mut o, &u, &mut buf).unwrap();
+    let (h, _) = Ipv4Repr::parse(&buf[..n]).unwrap();
+    assert_eq!((h.protocol, usize::from(h.payload_len) + 20), (50, n));
+    let (r, _) = transport::decapsulate(&mut i, &mut buf[..n]).unwrap();
+    assert_eq!(&buf[r], &u[..]);
+    // Tampering with the ESP part is refused.
+    let n = transport::encapsulate(&mut o, &u, &mut buf).unwrap();
+    buf[n - 1] ^= 1;
+    assert!(transport::decapsulate(&mut i, &mut buf[..n]).is_err());
+}

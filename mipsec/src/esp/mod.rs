@@ -9,6 +9,7 @@
 //! - [`sad`]: the SAD keyed by SPI (RFC 4301 §4.4.2).
 //! - [`natt`]: UDP encapsulation on port 4500 (RFC 3948): the non-ESP marker, NAT
 //!   keepalives, transport-mode checksum repair.
+//! - [`transport`]: ESP transport mode (RFC 4303 §3.1.1), the §5.2.1 BU/BA protection.
 //! - [`tunnel`]: ESP tunnel mode and the formats of RFC 5555 §5.2.2 (IPv4 / UDP 4500 / ESP
 //!   and the combined NAT format), built on [`crate::wire::tunnel`].
 //!
@@ -23,6 +24,7 @@ pub mod replay;
 pub mod sa;
 pub mod sad;
 pub mod transform;
+pub mod transport;
 pub mod tunnel;
 
 use thiserror::Error;
