@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
         h.emit(&mut out);
         assert_eq!(out.len(), HEADER_LEN);
         out.extend_from_slice(body);
-        assert_eq!(Header::parse(&out).expect("re-parse of an emitted header"), h);
+        assert_eq!(
+            Header::parse(&out).expect("re-parse of an emitted header"),
+            h
+        );
         if let Ok(p) = parse_chain(h.next_payload, body, HEADER_LEN) {
             let _ = rules::check(h.exchange, h.flags.response(), false, &p);
             let _ = rules::check(h.exchange, h.flags.response(), true, &p);

@@ -63,7 +63,10 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(cp) = CpRepr::parse(body, 1) {
                 let mut out = Vec::new();
                 cp.emit(&mut out);
-                assert_eq!(CpRepr::parse(&out, 0).expect("re-parse of an emitted CP"), cp);
+                assert_eq!(
+                    CpRepr::parse(&out, 0).expect("re-parse of an emitted CP"),
+                    cp
+                );
             }
         }
     }

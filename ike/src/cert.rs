@@ -70,29 +70,86 @@ fn pem_blocks(pem: &[u8], what: &'static str) -> Result<Vec<(String, Vec<u8>)>> 
     Ok(out)
 }
 
+/// id-ecPublicKey (RFC 5480 §2.1.1) and the two named curves we sign with.
+const OID_EC_PUBLIC_KEY: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// A SEC1 `EC PRIVATE KEY` (RFC 5915 §3) re-wrapped as PKCS#8 (RFC 5208 §5, RFC 5915 §1),
+/// which is what ring reads: the curve moves from the key's `[0] parameters` to the
+/// AlgorithmIdentifier, the public key stays inside (ring requires it).
+pub fn sec1_to_pkcs8(der: &[u8]) -> Result<Secret> {
+    use pkcs8::der::{Decode, Encode};
+    let key =
+        sec1::EcPrivateKey::from_der(der).map_err(|_| Error::Crypto("SEC1 EC private key DER"))?;
+    let curve = key
+        .parameters
+        .and_then(|p| p.named_curve())
+        .ok_or(Error::Crypto("SEC1 EC private key without a named curve"))?;
+    if curve != OID_P256 && curve != OID_P384 {
+        return Err(Error::Crypto(
+            "SEC1 EC private key on a curve other than P-256/P-384",
+        ));
+    }
+    if key.public_key.is_none() {
+        return Err(Error::Crypto("SEC1 EC private key without its public key"));
+    }
+    let inner = Secret::new(
+        sec1::EcPrivateKey {
+            parameters: None,
+            ..key
+        }
+        .to_der()
+        .map_err(|_| Error::Crypto("SEC1 EC private key re-encoding"))?,
+    );
+    let info = pkcs8::PrivateKeyInfo {
+        algorithm: pkcs8::AlgorithmIdentifierRef {
+            oid: OID_EC_PUBLIC_KEY,
+            parameters: Some((&curve).into()),
+        },
+        private_key: inner.expose(),
+        public_key: None,
+    };
+    Ok(Secret::new(
+        info.to_der()
+            .map_err(|_| Error::Crypto("PKCS#8 encoding"))?,
+    ))
+}
+
 /// The DER contents of the first PEM block.
 pub fn first_der(pem: &[u8]) -> Result<Vec<u8>> {
     Ok(pem_blocks(pem, "PEM")?.remove(0).1)
 }
 
 impl Credentials {
-    /// From PEM: one certificate, a PKCS#8 (or PKCS#1 RSA) key, one or more CA certificates.
+    /// From PEM: one certificate, a PKCS#8, SEC1 `EC PRIVATE KEY` or PKCS#1 RSA key, one or
+    /// more CA certificates.
     pub fn from_pem(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Credentials> {
         let cert = pem_blocks(cert, "certificate PEM")?.remove(0).1;
         X509Certificate::from_der(&cert).map_err(|_| Error::Crypto("certificate DER"))?;
         let (label, key) = pem_blocks(key, "private key PEM")?.remove(0);
+        let key = Secret::new(key);
+        let key = if label == "EC PRIVATE KEY" {
+            sec1_to_pkcs8(key.expose())?
+        } else {
+            key
+        };
         let rng = ring::rand::SystemRandom::new();
         let kind = if label == "RSA PRIVATE KEY" {
-            RsaKeyPair::from_der(&key).map_err(|_| Error::Crypto("RSA key"))?;
+            RsaKeyPair::from_der(key.expose()).map_err(|_| Error::Crypto("RSA key"))?;
             KeyKind::Rsa
-        } else if EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, &key, &rng).is_ok()
+        } else if EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, key.expose(), &rng)
+            .is_ok()
         {
             KeyKind::P256
-        } else if EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_ASN1_SIGNING, &key, &rng).is_ok()
+        } else if EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_ASN1_SIGNING, key.expose(), &rng)
+            .is_ok()
         {
             KeyKind::P384
         } else {
-            RsaKeyPair::from_pkcs8(&key).map_err(|_| {
+            RsaKeyPair::from_pkcs8(key.expose()).map_err(|_| {
                 Error::Crypto("unsupported private key (want PKCS#8 EC P-256/P-384 or RSA)")
             })?;
             KeyKind::Rsa
@@ -103,7 +160,7 @@ impl Credentials {
         }
         Ok(Credentials {
             cert,
-            key: Secret::new(key),
+            key,
             kind,
             cas,
         })

@@ -771,6 +771,16 @@ fn probe_cli_against_strongswan_psk_cert_and_failure() {
     let (code, j) = probe_in(&t.near, &certs).unwrap();
     assert_eq!(code, 0, "{j}\n{}", charon.log());
     assert_eq!(j["ike_proposal"], "aes256gcm16-prfsha384-ecp384");
+    // The same key as a SEC1 `EC PRIVATE KEY` file (as `openssl ec` writes it, RFC 5915).
+    let sec1 = dir.join("ecdsa-mn-sec1.key");
+    std::fs::write(&sec1, pki("ecdsa-mn-sec1.key")).unwrap();
+    let mut certs_sec1 = certs;
+    assert_eq!(certs_sec1[8], "--key");
+    certs_sec1[9] = sec1.to_str().unwrap();
+    let (code, j) = probe_in(&t.near, &certs_sec1).unwrap();
+    assert_eq!(code, 0, "SEC1 key: {j}\n{}", charon.log());
+    assert_eq!(j["established"], true);
+    assert_eq!(j["deleted"], true);
     // A wrong key: the notify strongSwan sends back is reported, exit status 1.
     let mut bad = psk;
     bad[7] = "not-the-key";

@@ -3,7 +3,7 @@
 //! with cookies above a half-open threshold and drops them above a cap (§2.6, §2.4).
 
 use super::ike_sa::{IkeSa, State};
-use super::{Config, Event, IkeSaInfo, Out, SaId, Transmit};
+use super::{log, Config, Event, IkeSaInfo, Out, SaId, Transmit};
 use crate::crypto::Rng;
 use crate::error::{Error, Result};
 use crate::wire::payload::{find_notify, parse_chain, NotifyRepr};
@@ -188,12 +188,29 @@ impl Endpoint {
         remote: SocketAddr,
         data: &[u8],
     ) {
+        let span = tracing::debug_span!("ike_rx", %remote, local_port = local.port());
+        let _enter = span.enter();
+        let queued = self.events.len();
+        self.dispatch(now, local, remote, data);
+        self.events.iter().skip(queued).for_each(log::event);
+    }
+
+    fn dispatch(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         let natt = self.natt_ports.contains(&local.port());
         let data = if natt {
             // RFC 3948 §2.2: IKE on the NAT-T port carries a zero marker; 0xFF is a keepalive.
             match data {
                 [0, 0, 0, 0, rest @ ..] => rest,
+                [0xff] => {
+                    tracing::trace!("NAT keepalive");
+                    self.stats.ignored += 1;
+                    return;
+                }
                 _ => {
+                    tracing::debug!(
+                        len = data.len(),
+                        "dropped: no non-ESP marker on the NAT-T port"
+                    );
                     self.stats.ignored += 1;
                     return;
                 }
@@ -201,10 +218,15 @@ impl Endpoint {
         } else {
             data
         };
-        let Ok(h) = Header::parse(data) else {
-            self.stats.malformed += 1;
-            return;
+        let h = match Header::parse(data) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(error = %e, len = data.len(), "dropped: bad IKE header");
+                self.stats.malformed += 1;
+                return;
+            }
         };
+        log::received(&h);
         if h.exchange == ExchangeType::IKE_SA_INIT && !h.flags.response() && h.spi_r == 0 {
             return self.handle_init_request(now, local, remote, &h, data);
         }
@@ -215,12 +237,24 @@ impl Endpoint {
         };
         let (mut out, sas) = self.out();
         let Some(sa) = sas.get_mut(&ours) else {
+            tracing::debug!(
+                spi = format_args!("{ours:016x}"),
+                "dropped: unknown IKE SPI"
+            );
             self.stats.unknown_spi += 1;
             return;
         };
-        let bad = sa.handle(now, &mut out, remote, &h, data).is_err();
+        let span = tracing::debug_span!("ike_sa", sa = format_args!("{ours:016x}"));
+        let res = span.in_scope(|| sa.handle(now, &mut out, remote, &h, data));
         let adopted = std::mem::take(&mut out.new_sas);
-        if bad {
+        if let Err(e) = res {
+            tracing::debug!(
+                sa = format_args!("{ours:016x}"),
+                exchange = log::exchange(h.exchange),
+                message_id = h.message_id,
+                error = %e,
+                "message rejected"
+            );
             self.stats.malformed += 1;
         }
         for mut n in adopted {
@@ -270,6 +304,7 @@ impl Endpoint {
         data: &[u8],
     ) {
         let Some(cfg) = self.responder.clone() else {
+            tracing::debug!("dropped: IKE_SA_INIT request but no responder configuration");
             self.stats.ignored += 1;
             return;
         };
@@ -290,23 +325,27 @@ impl Endpoint {
         let p = match parse_chain(h.next_payload, &data[HEADER_LEN..], HEADER_LEN) {
             Ok(p) => p,
             Err(Error::UnsupportedCritical { payload, .. }) => {
+                tracing::debug!(payload, "IKE_SA_INIT: unsupported critical payload");
                 let n = vec![Payload::Notify(NotifyRepr::new(
                     NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD,
                     vec![payload],
                 ))];
                 return self.stateless_reply(local, remote, h, &cfg, &n);
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(error = %e, "dropped: IKE_SA_INIT payloads");
                 self.stats.malformed += 1;
                 return;
             }
         };
-        if rules::check(h.exchange, false, false, &p).is_err() {
+        if let Err(e) = rules::check(h.exchange, false, false, &p) {
+            tracing::debug!(error = %e, "dropped: IKE_SA_INIT payloads");
             self.stats.malformed += 1;
             return;
         }
         let half_open = self.half_open.len();
         if half_open >= cfg.half_open_max {
+            tracing::debug!(half_open, "dropped: half-open IKE SA cap reached");
             self.stats.half_open_dropped += 1;
             return;
         }
@@ -324,6 +363,7 @@ impl Endpoint {
             let want = self.cookie(&ni, remote, h.spi_i);
             let ok = matches!(p.first(), Some(Payload::Notify(n)) if n.ty == NotifyType::COOKIE && n.data == want);
             if !ok {
+                tracing::debug!(half_open, "IKE_SA_INIT: asking for a cookie");
                 self.stats.cookies_sent += 1;
                 let n = vec![Payload::Notify(NotifyRepr::new(NotifyType::COOKIE, want))];
                 return self.stateless_reply(local, remote, h, &cfg, &n);
@@ -383,11 +423,13 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        let queued = self.events.len();
         let (mut out, sas) = self.out();
         for sa in sas.values_mut() {
             sa.handle_timeout(now, &mut out);
         }
         self.reap();
+        self.events.iter().skip(queued).for_each(log::event);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -10,11 +10,13 @@
 //!   NAT detection and the move to port 4500 (§2.23); `responder` the other side.
 //! - [`child`]: CHILD_SA negotiation, KEYMAT, CREATE_CHILD_SA and CHILD_SA rekeys (§1.3.1,
 //!   §1.3.3, §2.17); `rekey`: IKE SA rekeys (§1.3.2, §2.18).
+//! - `log`: `tracing` lines for events and dropped datagrams, never with key material.
 
 pub mod child;
 pub mod endpoint;
 mod exchange;
 pub mod ike_sa;
+mod log;
 mod rekey;
 mod responder;
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Regenerates the test PKI for ike/tests (OpenSSL 3): an ECDSA P-256 chain and an RSA-2048
 # chain (CA, ha.example.org, mn@example.org), plus a foreign CA. Valid 2026-2126; the tests
-# pass their own "now". Keys are PKCS#8 (what ring reads).
+# pass their own "now". Keys are PKCS#8 (what ring reads); ecdsa-{mn,ha}-sec1.key hold the
+# same keys as SEC1 "EC PRIVATE KEY" files (tests/sec1_keys.rs).
 set -eu
 cd "$(dirname "$0")"
 ca() { # name keyopts...
@@ -23,4 +24,5 @@ RSA="-algorithm RSA -pkeyopt rsa_keygen_bits:2048"
 ca ecdsa $EC; ee ecdsa ha "DNS:ha.example.org" $EC; ee ecdsa mn "email:mn@example.org" $EC
 ca rsa $RSA; ee rsa ha "DNS:ha.example.org" $RSA; ee rsa mn "email:mn@example.org" $RSA
 ca foreign $EC; ee foreign mn "email:mn@example.org" $EC
+for n in mn ha; do openssl ec -in "ecdsa-$n.key" -out "ecdsa-$n-sec1.key" 2>/dev/null; done
 rm -f ./*.srl
