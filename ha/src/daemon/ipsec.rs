@@ -1,0 +1,357 @@
+//! IPsec for the signalling (RFC 4877, RFC 5555 §5.2.1): the IKEv2 responder (`ike`
+//! engine) on UDP 500 and 4500 with a pre-shared key, the transport-mode CHILD_SAs it brings
+//! up, and ESP on Binding Updates and Acknowledgements carried as
+//! `IPv4 / UDP 4191 / IPv6 (HoA -> HA) / ESP / MH` (RFC 5555 §5.2.1).
+//!
+//! A CHILD_SA is installed only in transport mode, for a peer whose IKE identity is listed
+//! in `[[ipsec.peer]]`, and only when its remote traffic selector is exactly that peer's
+//! home address (RFC 4877 §4.3: the SA is bound to one home address). The home address
+//! a BU is checked against is the one of the SA that opened it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ha::SaInfo;
+use ike::crypto::SystemRng;
+use ike::proposal::Proposal;
+use ike::sa::{ChildSa, Config, Endpoint, Event, Mode, SaId};
+use ike::wire::payload::IdRepr;
+use ike::wire::ts::TrafficSelector;
+use ike::wire::ProtocolId;
+use mipsec::esp::{transport, InboundSa, OutboundSa, SaConfig, Transform};
+use mipsec::wire::ip::{Ipv6Repr, IPPROTO_DSTOPTS, IPPROTO_ESP};
+use serde::Deserialize;
+use tokio::net::UdpSocket;
+use tracing::{info, warn};
+
+/// A pre-shared key: never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Psk(String);
+
+impl std::fmt::Debug for Psk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Psk([redacted; {}])", self.0.len())
+    }
+}
+
+/// `[ipsec]`: the IKEv2 responder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpsecConfig {
+    /// Our IKE identity (strongSwan syntax: address, `@fqdn`, `user@host`).
+    pub local_id: String,
+    pub psk: Psk,
+    #[serde(default = "default_ike_proposal")]
+    pub ike_proposal: String,
+    #[serde(default = "default_esp_proposal")]
+    pub esp_proposal: String,
+    #[serde(default = "default_ike_port")]
+    pub ike_port: u16,
+    #[serde(default = "default_natt_port")]
+    pub natt_port: u16,
+    /// Who may register which home address.
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One mobile node: its IKE identity and the IPv6 home address that identity owns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub id: String,
+    pub home_address: Ipv6Addr,
+}
+
+fn default_ike_proposal() -> String {
+    "aes128gcm16-prfsha256-x25519".into()
+}
+fn default_esp_proposal() -> String {
+    "aes128gcm16".into()
+}
+fn default_ike_port() -> u16 {
+    500
+}
+fn default_natt_port() -> u16 {
+    4500
+}
+
+impl IpsecConfig {
+    /// The responder configuration: transport mode, the HA's address with MH as our
+    /// selector, any address of the home prefixes as the peer's (narrowed to the HoA).
+    pub fn responder(&self, ha: Ipv6Addr, home_prefixes: &[ipnet::Ipv6Net]) -> Result<Config> {
+        let mut c = Config::psk(&self.local_id, None, self.psk.0.as_bytes());
+        c.ike_proposals =
+            vec![Proposal::parse(&self.ike_proposal, ProtocolId::IKE)
+                .context("ipsec.ike_proposal")?];
+        c.esp_proposals =
+            vec![Proposal::parse(&self.esp_proposal, ProtocolId::ESP)
+                .context("ipsec.esp_proposal")?];
+        c.transport = true;
+        c.ts_local = vec![TrafficSelector::prefix(IpAddr::V6(ha), 128)];
+        c.ts_remote = home_prefixes
+            .iter()
+            .map(|p| TrafficSelector::prefix(IpAddr::V6(p.network()), p.prefix_len()))
+            .collect();
+        c.ike_port = self.ike_port;
+        c.natt_port = self.natt_port;
+        Ok(c)
+    }
+}
+
+/// Counters for the metrics.
+#[derive(Debug, Default, Clone)]
+pub struct IpsecStats {
+    pub ike_sas_up: u64,
+    pub child_sas_installed: u64,
+    pub child_sas_refused: u64,
+    pub child_sas_removed: u64,
+    /// IKE SAs held now (gauge).
+    pub ike_sas: u64,
+    pub esp_errors: u64,
+    pub esp_unknown_spi: u64,
+}
+
+/// The responder, its sockets and the installed transport-mode SAs.
+pub struct Ipsec {
+    endpoint: Endpoint,
+    local_v4: Ipv4Addr,
+    ike: UdpSocket,
+    natt: UdpSocket,
+    peers: HashMap<IdRepr, Ipv6Addr>,
+    /// Inbound SPI -> SA, the home address it authenticates, the IKE SA it belongs to.
+    inbound: HashMap<u32, (InboundSa, Ipv6Addr, SaId)>,
+    outbound: HashMap<Ipv6Addr, OutboundSa>,
+    pub stats: IpsecStats,
+}
+
+impl Ipsec {
+    pub async fn bind(cfg: &IpsecConfig, responder: Config, local_v4: Ipv4Addr) -> Result<Ipsec> {
+        let ike = UdpSocket::bind((local_v4, cfg.ike_port))
+            .await
+            .with_context(|| format!("binding IKE UDP {local_v4}:{}", cfg.ike_port))?;
+        let natt = UdpSocket::bind((local_v4, cfg.natt_port))
+            .await
+            .with_context(|| format!("binding NAT-T UDP {local_v4}:{}", cfg.natt_port))?;
+        let peers = cfg
+            .peers
+            .iter()
+            .map(|p| (IdRepr::from_text(&p.id), p.home_address))
+            .collect();
+        Ok(Ipsec {
+            endpoint: Endpoint::new(Some(responder), Box::new(SystemRng::default())),
+            local_v4,
+            ike,
+            natt,
+            peers,
+            inbound: HashMap::new(),
+            outbound: HashMap::new(),
+            stats: IpsecStats::default(),
+        })
+    }
+
+    /// Replace the identity -> home address table (SIGHUP). Installed SAs stay: they were
+    /// checked when they came up.
+    pub fn set_peers(&mut self, peers: &[PeerConfig]) {
+        self.peers = peers
+            .iter()
+            .map(|p| (IdRepr::from_text(&p.id), p.home_address))
+            .collect();
+    }
+
+    pub fn ike_socket(&self) -> &UdpSocket {
+        &self.ike
+    }
+    pub fn natt_socket(&self) -> &UdpSocket {
+        &self.natt
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.endpoint.poll_timeout()
+    }
+
+    pub async fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.flush().await;
+    }
+
+    /// An IKE datagram arrived on `local_port` from `from`.
+    pub async fn handle_ike(&mut self, local_port: u16, from: SocketAddr, data: &[u8]) {
+        let local = SocketAddr::new(IpAddr::V4(self.local_v4), local_port);
+        self.endpoint
+            .handle_datagram(Instant::now(), local, from, data);
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.endpoint.poll_transmit() {
+            let sock = if t.local_port == self.natt.local_addr().map_or(0, |a| a.port()) {
+                &self.natt
+            } else {
+                &self.ike
+            };
+            if let Err(e) = sock.send_to(&t.data, t.remote).await {
+                warn!(error = %e, to = %t.remote, "IKE send failed");
+            }
+        }
+        while let Some(ev) = self.endpoint.poll_event() {
+            match ev {
+                Event::IkeSaUp { info, .. } => {
+                    self.stats.ike_sas_up += 1;
+                    info!(remote = %info.remote, nat_remote = info.nat_remote, "IKE SA up");
+                }
+                Event::ChildSaUp { sa, child } => {
+                    let id = self.endpoint.info(sa).map(|i| i.remote_id.clone());
+                    self.install(sa, id, &child);
+                }
+                Event::ChildSaDown { spi_in, .. } => self.remove(|spi, _| spi == spi_in),
+                Event::IkeSaRekeyed { old, new, .. } => {
+                    for (_, _, owner) in self.inbound.values_mut() {
+                        if *owner == old {
+                            *owner = new;
+                        }
+                    }
+                }
+                Event::IkeSaDown { sa } => self.remove(|_, owner| owner == sa),
+                Event::Failed { sa, reason } => {
+                    info!(?reason, "IKE SA failed");
+                    self.remove(|_, owner| owner == sa);
+                }
+                other => info!(event = ?other, "IKE event"),
+            }
+        }
+        self.stats.ike_sas = self.endpoint.len() as u64;
+    }
+
+    /// Remove the SAs matching `gone(spi_in, ike_sa)` and the outbound SAs of their home
+    /// addresses; a BU under them is then dropped (`esp_no_sa`).
+    fn remove(&mut self, gone: impl Fn(u32, SaId) -> bool) {
+        let dead: Vec<(u32, Ipv6Addr)> = self
+            .inbound
+            .iter()
+            .filter(|(spi, (_, _, owner))| gone(**spi, *owner))
+            .map(|(spi, (_, hoa, _))| (*spi, *hoa))
+            .collect();
+        for (spi, hoa) in dead {
+            self.inbound.remove(&spi);
+            self.outbound.remove(&hoa);
+            self.stats.child_sas_removed += 1;
+            info!(%hoa, spi_in = format_args!("{spi:#x}"), "CHILD_SA removed");
+        }
+    }
+
+    /// Install a CHILD_SA for BU/BA if it is transport mode and its remote selector is
+    /// exactly the home address its identity owns (RFC 4877 §4.3).
+    fn install(&mut self, sa: SaId, id: Option<IdRepr>, child: &ChildSa) {
+        let hoa = id.as_ref().and_then(|i| self.peers.get(i)).copied();
+        let ts_hoa = match child.ts_remote.as_slice() {
+            [ts] if ts.start_addr == ts.end_addr => Some(ts.start_addr),
+            _ => None,
+        };
+        let ok = child.mode == Mode::Transport && hoa.is_some() && ts_hoa == hoa.map(IpAddr::V6);
+        let (Some(hoa), true) = (hoa, ok) else {
+            self.stats.child_sas_refused += 1;
+            warn!(spi_in = format_args!("{:#x}", child.spi_in), mode = ?child.mode, ?ts_hoa, "CHILD_SA not installed: not transport mode, unknown identity, or selector is not the identity's home address");
+            return;
+        };
+        let Some(transform) = Transform::from_name(&child.proposal.name()) else {
+            self.stats.child_sas_refused += 1;
+            warn!(proposal = %child.proposal.name(), "CHILD_SA not installed: ESP transform not supported");
+            return;
+        };
+        let keymat = |enc: &[u8], auth: &[u8]| [enc, auth].concat();
+        let inb = InboundSa::new(
+            SaConfig::new(child.spi_in, transform),
+            &keymat(child.keys.enc_in.expose(), child.keys.auth_in.expose()),
+        );
+        let out = OutboundSa::new(
+            SaConfig::new(child.spi_out, transform),
+            &keymat(child.keys.enc_out.expose(), child.keys.auth_out.expose()),
+        );
+        match (inb, out) {
+            (Ok(i), Ok(o)) => {
+                self.inbound.retain(|_, (_, h, _)| *h != hoa);
+                self.inbound.insert(child.spi_in, (i, hoa, sa));
+                self.outbound.insert(hoa, o);
+                self.stats.child_sas_installed += 1;
+                info!(%hoa, spi_in = format_args!("{:#x}", child.spi_in), spi_out = format_args!("{:#x}", child.spi_out), transform = transform.name(), "transport-mode CHILD_SA installed for BU/BA");
+            }
+            _ => {
+                self.stats.child_sas_refused += 1;
+                warn!("CHILD_SA not installed: key length does not fit the transform");
+            }
+        }
+    }
+
+    /// SPIs (inbound, outbound) of the SA of a home address, for `dsmip-ha bindings`.
+    pub fn spis(&self, hoa: &Ipv6Addr) -> Option<(u32, u32)> {
+        let spi_in = self
+            .inbound
+            .iter()
+            .find(|(_, (_, h, _))| h == hoa)
+            .map(|(s, _)| *s)?;
+        Some((spi_in, self.outbound.get(hoa)?.spi()))
+    }
+
+    /// Verify and strip transport-mode ESP from an IPv6 packet in place. Returns the
+    /// length of the rebuilt packet and the SA that protected it, or `None` (counted).
+    pub fn open(&mut self, pkt: &mut [u8]) -> Option<(usize, SaInfo)> {
+        let Some(spi) = esp_spi(pkt) else {
+            self.stats.esp_errors += 1;
+            return None;
+        };
+        let Some((sa, hoa, _)) = self.inbound.get_mut(&spi) else {
+            self.stats.esp_unknown_spi += 1;
+            return None;
+        };
+        let hoa = *hoa;
+        match transport::decapsulate(sa, pkt) {
+            Ok((range, mipsec::esp::Inbound::Packet { .. })) => Some((
+                range.end,
+                SaInfo {
+                    spi,
+                    home_address: hoa,
+                },
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                self.stats.esp_errors += 1;
+                info!(spi = format_args!("{spi:#x}"), error = %e, "ESP packet refused");
+                None
+            }
+        }
+    }
+
+    /// Protect an IPv6 packet for `hoa` in transport mode; `None` without an SA.
+    pub fn seal(&mut self, hoa: &Ipv6Addr, pkt: &[u8], out: &mut [u8]) -> Option<usize> {
+        let sa = self.outbound.get_mut(hoa)?;
+        match transport::encapsulate(sa, pkt, out) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.stats.esp_errors += 1;
+                warn!(%hoa, error = %e, "ESP encapsulation failed");
+                None
+            }
+        }
+    }
+}
+
+/// The SPI of the ESP header after the IPv6 header (and a Destination Options header).
+fn esp_spi(pkt: &[u8]) -> Option<u32> {
+    let ip6 = Ipv6Repr::parse(pkt).ok()?;
+    let at = match ip6.next_header {
+        IPPROTO_ESP => Ipv6Repr::HEADER_LEN,
+        IPPROTO_DSTOPTS => {
+            let d = pkt.get(Ipv6Repr::HEADER_LEN..Ipv6Repr::HEADER_LEN + 2)?;
+            if d[0] != IPPROTO_ESP {
+                return None;
+            }
+            Ipv6Repr::HEADER_LEN + (usize::from(d[1]) + 1) * 8
+        }
+        _ => return None,
+    };
+    let s = pkt.get(at..at + 4)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
