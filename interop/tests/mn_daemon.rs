@@ -1,0 +1,536 @@
+//! `dsmip-mn` against `dsmip-ha`, both real daemons in lab namespaces, through a real
+//! nftables NAT:
+//!
+//! ```text
+//!   mn 10.1.0.2 (dsmip-mn) --- nat 10.1.0.1 | 192.0.2.2 (masquerade) --- ha 192.0.2.1 (dsmip-ha)
+//! ```
+//!
+//! The home agent requires IPsec, so a registration proves the whole chain: the mobile
+//! node's IKEv2 initiator (PSK, NAT-T), the transport-mode CHILD_SA with MH selectors, the
+//! BU as `IPv4 / UDP 4191 / IPv6 / ESP / MH`, the ESP-protected BA fed to the engine.
+//! Needs root, iproute2 and nftables.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use interop::lab::{wait_until, Lab};
+use serde_json::Value;
+
+const HOA: &str = "2001:db8:1::100";
+
+/// Build `bin` of `package` (a no-op when fresh) and return its path.
+fn binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", package, "--bin", bin])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .with_context(|| format!("running cargo build -p {package} --bin {bin}"))?;
+    if !out.status.success() {
+        bail!("building {bin}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // This test runs from target/<profile>/deps/; the binaries are in target/<profile>/.
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary location")?
+        .join(bin);
+    if !path.exists() {
+        bail!("{} missing after the build", path.display());
+    }
+    Ok(path)
+}
+
+fn ha_config(dir: &Path, data: bool) -> String {
+    let tun = if data {
+        "tun = \"dsmha0\"\nhome_link = \"home0\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"[daemon]
+lease_file = "{dir}/leases.redb"
+control_socket = "{dir}/ha.sock"
+{tun}
+[home_agent]
+address = "2001:db8:1::1"
+address_v4 = "192.0.2.1"
+home_prefixes = ["2001:db8:1::/64"]
+max_lifetime = 400
+
+[[home_agent.ipv4_pool]]
+range = "198.51.100.0/28"
+exclude = ["198.51.100.1/32"]
+
+[ipsec]
+local_id = "ha.example.org"
+psk = "lab-only-pre-shared-key"
+
+[[ipsec.peer]]
+id = "mn@example.org"
+home_address = "{HOA}"
+"#,
+        dir = dir.display()
+    )
+}
+
+fn mn_config(dir: &Path, data: bool) -> String {
+    let tun = if data {
+        "tun = \"dsmmn0\"\nroutes = [\"203.0.113.0/24\", \"2001:db8:1::/64\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"[daemon]
+control_socket = "{dir}/mn.sock"
+addresses = ["10.1.0.2"]
+shutdown_timeout_ms = 3000
+{tun}
+[mobile_node]
+home_address = "{HOA}"
+lifetime_secs = 400
+ipv4_home = {{ mode = "dynamic" }}
+
+[mobile_node.home_agent]
+ipv6 = "2001:db8:1::1"
+ipv4 = "192.0.2.1"
+
+[ipsec]
+local_id = "mn@example.org"
+remote_id = "ha.example.org"
+psk = "lab-only-pre-shared-key"
+"#,
+        dir = dir.display()
+    )
+}
+
+/// `BIN WHAT --json --socket SOCKET`, parsed.
+fn ctl(bin: &Path, what: &str, socket: &Path) -> Result<Value> {
+    let out = Command::new(bin)
+        .args([what, "--json", "--socket"])
+        .arg(socket)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "{} {what}: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn wait_log(log: &Path, needle: &str, secs: u64) -> bool {
+    wait_until(Duration::from_secs(secs), || {
+        fs::read_to_string(log).is_ok_and(|l| l.contains(needle))
+    })
+}
+
+/// Both daemons running in the lab, the mobile node registered; with `data`, a
+/// correspondent on the home link (cn 203.0.113.2, 2001:db8:1::2 — ha home0) and both TUN
+/// data planes.
+struct Rig {
+    lab: Lab,
+    mn: String,
+    ha_bin: PathBuf,
+    mn_bin: PathBuf,
+    ha_sock: PathBuf,
+    mn_sock: PathBuf,
+    ha_log: PathBuf,
+    mn_log: PathBuf,
+    ha_pid: u32,
+    mn_pid: u32,
+    cap_pid: u32,
+}
+
+impl Rig {
+    fn start(tag: &str, data: bool) -> Result<Rig> {
+        let ha_bin = binary("ha", "dsmip-ha")?;
+        let mn_bin = binary("mn", "dsmip-mn")?;
+        interop::lab::require_tool("nft", "nftables")?;
+        let mut lab = Lab::new(tag)?;
+        let mn = lab.ns("mn")?;
+        let nat = lab.ns("nat")?;
+        let ha = lab.ns("ha")?;
+        lab.veth(&mn, "eth0", &["10.1.0.2/24"], &nat, "in0", &["10.1.0.1/24"])?;
+        lab.veth(
+            &nat,
+            "out0",
+            &["192.0.2.2/24"],
+            &ha,
+            "eth0",
+            &["192.0.2.1/24"],
+        )?;
+        lab.run(&mn, &["ip", "route", "add", "default", "via", "10.1.0.1"])?;
+        lab.masquerade(&nat, "out0")?;
+        if data {
+            let cn = lab.ns("cn")?;
+            lab.veth(
+                &ha,
+                "home0",
+                &["203.0.113.1/24", "2001:db8:1::1/64"],
+                &cn,
+                "eth0",
+                &["203.0.113.2/24", "2001:db8:1::2/64"],
+            )?;
+            lab.run(
+                &cn,
+                &["ip", "route", "add", "default", "via", "203.0.113.1"],
+            )?;
+            lab.sysctl(&ha, "net.ipv4.ip_forward", "1")?;
+            lab.sysctl(&ha, "net.ipv6.conf.all.forwarding", "1")?;
+            // The home link's IPv6 addresses must finish DAD before the first ping.
+            let settled = wait_until(Duration::from_secs(10), || {
+                [&cn, &ha].iter().all(|ns| {
+                    lab.run(ns, &["ip", "-6", "addr", "show", "tentative"])
+                        .is_ok_and(|o| o.trim().is_empty())
+                })
+            });
+            if !settled {
+                bail!("IPv6 addresses on the home link still tentative after 10 s");
+            }
+        }
+        let dir = lab.dir().to_path_buf();
+        let (ha_conf, mn_conf) = (dir.join("ha.toml"), dir.join("mn.toml"));
+        fs::write(&ha_conf, ha_config(&dir, data))?;
+        fs::write(&mn_conf, mn_config(&dir, data))?;
+        let (ha_log, mn_log) = (dir.join("ha.log"), dir.join("mn.log"));
+        let path = |p: &Path| p.to_str().map(str::to_string).context("path");
+        let ha_argv = [
+            path(&ha_bin)?,
+            "run".into(),
+            "--config".into(),
+            path(&ha_conf)?,
+        ];
+        let ha_argv: Vec<&str> = ha_argv.iter().map(String::as_str).collect();
+        let ha_pid = lab.spawn(&ha, &ha_argv, &ha_log)?;
+        if !wait_log(&ha_log, "dsmip-ha running", 10) {
+            bail!("dsmip-ha did not start: {}", fs::read_to_string(&ha_log)?);
+        }
+        // Everything on UDP 4191 between the NAT and the home agent, for the wire checks.
+        interop::lab::require_tool("tcpdump", "tcpdump")?;
+        let cap_log = dir.join("tcpdump.log");
+        let pcap = path(&dir.join("nat.pcap"))?;
+        let cap_argv = [
+            "tcpdump",
+            "--immediate-mode",
+            "-n",
+            "-U",
+            "-i",
+            "out0",
+            "-w",
+            &pcap,
+            "udp",
+            "port",
+            "4191",
+        ];
+        let cap_pid = lab.spawn(&nat, &cap_argv, &cap_log)?;
+        if !wait_log(&cap_log, "listening on", 10) {
+            bail!("tcpdump did not start: {}", fs::read_to_string(&cap_log)?);
+        }
+        let mn_argv = [
+            path(&mn_bin)?,
+            "run".into(),
+            "--config".into(),
+            path(&mn_conf)?,
+            "--log-format".into(),
+            "json".into(),
+        ];
+        let mn_argv: Vec<&str> = mn_argv.iter().map(String::as_str).collect();
+        let mn_pid = lab.spawn(&mn, &mn_argv, &mn_log)?;
+        let rig = Rig {
+            lab,
+            mn,
+            ha_bin,
+            mn_bin,
+            ha_sock: dir.join("ha.sock"),
+            mn_sock: dir.join("mn.sock"),
+            ha_log,
+            mn_log,
+            ha_pid,
+            mn_pid,
+            cap_pid,
+        };
+        // Registration: IKE through the NAT, then the ESP-protected BU/BA.
+        let registered = wait_until(Duration::from_secs(20), || {
+            ctl(&rig.mn_bin, "status", &rig.mn_sock).is_ok_and(|v| v["state"] == "registered")
+        });
+        if !registered {
+            bail!(
+                "dsmip-mn did not register\n--- mn ---\n{}\n--- ha ---\n{}",
+                rig.mn_text(),
+                rig.ha_text()
+            );
+        }
+        Ok(rig)
+    }
+
+    fn mn_text(&self) -> String {
+        fs::read_to_string(&self.mn_log).unwrap_or_default()
+    }
+
+    fn ha_text(&self) -> String {
+        fs::read_to_string(&self.ha_log).unwrap_or_default()
+    }
+}
+
+#[test]
+fn mobile_node_registers_through_nat_and_deregisters_on_sigterm() -> Result<()> {
+    let mut rig = Rig::start("mnd", false)?;
+    let (ha_bin, mn_bin) = (rig.ha_bin.clone(), rig.mn_bin.clone());
+    let (ha_sock, mn_sock) = (rig.ha_sock.clone(), rig.mn_sock.clone());
+    let (ha_pid, mn_pid) = (rig.ha_pid, rig.mn_pid);
+    let (mn_log, ha_log) = (rig.mn_log.clone(), rig.ha_log.clone());
+    let mn_text = || fs::read_to_string(&mn_log).unwrap_or_default();
+    let ha_text = || fs::read_to_string(&ha_log).unwrap_or_default();
+    let st = ctl(&mn_bin, "status", &mn_sock)?;
+    let b = ctl(&ha_bin, "bindings", &ha_sock)?;
+    let b = b
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .with_context(|| format!("no binding at the home agent: {b}"))?;
+
+    // Both daemons tell the same story.
+    assert_eq!(st["home_address"], HOA, "{st}");
+    assert_eq!(b["home_address"], HOA, "{b}");
+    let v4 = st["ipv4_home_address"]
+        .as_str()
+        .context("no IPv4 home address")?;
+    assert!(
+        v4.starts_with("198.51.100."),
+        "dynamic address from the pool: {st}"
+    );
+    assert_ne!(v4, "198.51.100.1/32", "the excluded address: {st}");
+    assert_eq!(b["ipv4_home_address"], v4, "{b}\n{st}");
+    assert_eq!(st["care_of_address"], "10.1.0.2", "{st}");
+    assert_eq!(b["care_of_address"], "10.1.0.2", "{b}");
+    assert_eq!(b["peer"], "192.0.2.2", "the NAT's address: {b}");
+    assert!(b["udp_port"].as_u64().is_some_and(|p| p > 0), "{b}");
+    assert_eq!(st["nat"], true, "{st}");
+    assert_eq!(b["nat"], true, "{b}");
+    assert_eq!(st["encapsulation"], "udp", "{st}");
+    assert_eq!(b["encapsulation"], "udp", "{b}");
+    assert_eq!(st["sequence"], b["sequence"], "{st}\n{b}");
+    assert_eq!(st["ike"]["established"], true, "{st}");
+    assert_eq!(st["ike"]["nat_local"], true, "{st}");
+    // Our inbound SA is the home agent's outbound one and vice versa.
+    assert!(st["sa_spis"].is_object(), "{st}");
+    assert_eq!(st["sa_spis"]["in"], b["sa_spis"]["out"], "{st}\n{b}");
+    assert_eq!(st["sa_spis"]["out"], b["sa_spis"]["in"], "{st}\n{b}");
+    let st_spis = (
+        st["sa_spis"]["in"].as_str().unwrap_or_default().to_string(),
+        st["sa_spis"]["out"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    );
+    let left_mn = st["lifetime_left"].as_u64().context("lifetime_left")?;
+    let left_ha = b["lifetime_left"].as_u64().context("lifetime_left")?;
+    assert!((390..=400).contains(&left_mn), "{st}");
+    assert!(left_mn.abs_diff(left_ha) <= 5, "{st}\n{b}");
+    assert_eq!(st["counters"]["ba_accepted"], 1, "{st}");
+    assert_eq!(st["counters"]["bu_held_no_sa"], 0, "{st}");
+    // The human form.
+    let human = Command::new(&mn_bin)
+        .args(["status", "--socket"])
+        .arg(&mn_sock)
+        .output()?;
+    let human = String::from_utf8(human.stdout)?;
+    assert!(human.contains("state           registered"), "{human}");
+    assert!(human.contains(v4), "{human}");
+
+    // SIGTERM: deregistration (lifetime 0) acknowledged, IKE SA deleted, clean exit.
+    let st = Command::new("kill")
+        .args(["-TERM", &mn_pid.to_string()])
+        .status()?;
+    assert!(st.success());
+    let exited = wait_until(Duration::from_secs(6), || !rig.lab.alive(mn_pid));
+    rig.lab.stop(mn_pid);
+    assert!(exited, "dsmip-mn ignored SIGTERM: {}", mn_text());
+    let log = mn_text();
+    assert!(log.contains("deregistering (lifetime 0)"), "{log}");
+    assert!(log.contains("shutdown: deregistered"), "{log}");
+    assert!(!mn_sock.exists(), "control socket left behind");
+    for l in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value =
+            serde_json::from_str(l).with_context(|| format!("not a JSON log line: {l}"))?;
+        assert!(v["level"].is_string(), "{l}");
+    }
+    assert!(
+        !log.contains("lab-only-pre-shared-key"),
+        "the PSK leaked into the log"
+    );
+    let b = ctl(&ha_bin, "bindings", &ha_sock)?;
+    assert_eq!(b.as_array().map(Vec::len), Some(0), "binding left: {b}");
+    // The IPv4 home address lease outlives the binding (RFC 5555 §3.1.1).
+    let leases = ctl(&ha_bin, "leases", &ha_sock)?;
+    assert_eq!(leases[0]["home_address"], HOA, "{leases}");
+    assert_eq!(leases[0]["ipv4"], v4, "{leases}");
+    // The home agent saw the IKE SA deleted.
+    let gone = wait_until(Duration::from_secs(3), || {
+        ha_text().contains("CHILD_SA removed")
+    });
+    assert!(gone, "home agent did not remove the SA: {}", ha_text());
+    // On the wire (RFC 4877 §4.1): every BU and BA through the NAT is ESP inside UDP 4191,
+    // never a cleartext Mobility Header. Wireshark decodes UDP 4191 as IPv6.
+    interop::lab::require_tool("tshark", "tshark")?;
+    // Ending tcpdump flushes its last packets.
+    let cap_pid = rig.cap_pid;
+    rig.lab.stop(cap_pid);
+    let pcap = rig.lab.dir().join("nat.pcap");
+    let fields = |filter: &str| -> Result<Vec<String>> {
+        let out = Command::new("tshark")
+            .args(["-n", "-d", "udp.port==4191,ipv6", "-r"])
+            .arg(&pcap)
+            .args(["-Y", filter, "-T", "fields", "-e", "esp.spi"])
+            .output()?;
+        if !out.status.success() {
+            bail!("tshark: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?
+            .lines()
+            .map(str::to_string)
+            .collect())
+    };
+    assert_eq!(
+        fields("mipv6")?.len(),
+        0,
+        "cleartext Mobility Header on the wire"
+    );
+    let esp = fields("esp")?;
+    // Registration BU + BA, deregistration BU + BA.
+    let all = Command::new("tshark")
+        .args(["-n", "-d", "udp.port==4191,ipv6", "-r"])
+        .arg(&pcap)
+        .args(["-T", "fields", "-e", "frame.protocols"])
+        .output()?;
+    let all = format!(
+        "{}\n{}\npcap bytes: {:?}\ntcpdump: {}",
+        String::from_utf8_lossy(&all.stdout),
+        String::from_utf8_lossy(&all.stderr),
+        fs::metadata(&pcap).map(|m| m.len()),
+        fs::read_to_string(rig.lab.dir().join("tcpdump.log")).unwrap_or_default()
+    );
+    assert!(esp.len() >= 4, "ESP packets on UDP 4191: {esp:?}\n{all}");
+    let spis: std::collections::BTreeSet<&str> = esp.iter().map(String::as_str).collect();
+    let ours = [
+        st_spis.0.trim_start_matches("0x").to_string(),
+        st_spis.1.trim_start_matches("0x").to_string(),
+    ];
+    for spi in &spis {
+        assert!(
+            ours.iter().any(|o| spi.ends_with(o.as_str())),
+            "ESP with an SPI that is not the BU/BA SA: {spi} not in {ours:?}"
+        );
+    }
+    rig.lab.stop(ha_pid);
+    Ok(())
+}
+
+#[test]
+fn check_config_names_file_line_and_key() -> Result<()> {
+    let bin = binary("mn", "dsmip-mn")?;
+    let dir = std::env::temp_dir().join(format!("dsmip-mn-check-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    let good = dir.join("good.toml");
+    fs::write(&good, mn_config(&dir, false))?;
+    let out = Command::new(&bin).arg("check-config").arg(&good).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(": ok (home address 2001:db8:1::100"),
+        "{text}"
+    );
+
+    let bad = dir.join("bad.toml");
+    fs::write(
+        &bad,
+        mn_config(&dir, false).replace("lifetime_secs = 400", "lifetime_secs = 401"),
+    )?;
+    let out = Command::new(&bin).arg("check-config").arg(&bad).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "{}:8: key `mobile_node.lifetime_secs`",
+            bad.display()
+        )),
+        "{err}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Priority 4 of the slice: the TUN device carries the home addresses, so an unmodified
+/// `ping` in the mobile node's namespace reaches the correspondent on the home link from
+/// the IPv4 and the IPv6 home address, through the NAT and the home agent (UDP 4191 tunnel).
+#[test]
+fn unmodified_ping_over_both_home_addresses_through_the_home_agent() -> Result<()> {
+    interop::lab::require_tool("ping", "iputils-ping")?;
+    let mut rig = Rig::start("mndata", true)?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    let v4 = st["ipv4_home_address"]
+        .as_str()
+        .and_then(|a| a.strip_suffix("/32"))
+        .with_context(|| format!("no IPv4 home address: {st}"))?
+        .to_string();
+    // The home addresses are on the mobile node's TUN device.
+    let addrs = rig
+        .lab
+        .run(&rig.mn, &["ip", "-o", "addr", "show", "dev", "dsmmn0"])?;
+    assert!(addrs.contains(&format!("inet {v4}/32")), "{addrs}");
+    assert!(addrs.contains(&format!("inet6 {HOA}/128")), "{addrs}");
+
+    for (family, dst) in [("-4", "203.0.113.2"), ("-6", "2001:db8:1::2")] {
+        let out = rig.lab.run(
+            &rig.mn,
+            &[
+                "ping", family, "-c", "3", "-i", "0.2", "-W", "2", "-s", "1000", dst,
+            ],
+        );
+        let out = out.with_context(|| {
+            format!(
+                "ping {dst} failed\n--- mn ---\n{}\n--- ha ---\n{}",
+                rig.mn_text(),
+                rig.ha_text()
+            )
+        })?;
+        assert!(out.contains("3 received"), "{out}");
+        // The reply came from the correspondent to the home address, not the care-of one.
+        let from = format!("bytes from {dst}");
+        assert!(out.contains(&from), "{out}");
+    }
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    let t = &st["tunnel"];
+    assert!(t["tx_packets"].as_u64().is_some_and(|n| n >= 6), "{st}");
+    assert!(t["rx_packets"].as_u64().is_some_and(|n| n >= 6), "{st}");
+    assert!(
+        t["rx_bytes"].as_u64().is_some_and(|n| n >= 6 * 1000),
+        "{st}"
+    );
+    let b = ctl(&rig.ha_bin, "bindings", &rig.ha_sock)?;
+    assert_eq!(b[0]["encapsulation"], "udp", "{b}");
+
+    // SIGTERM: deregistered, so the home agent drops the IPv4 route to the NAT.
+    let ok = Command::new("kill")
+        .args(["-TERM", &rig.mn_pid.to_string()])
+        .status()?;
+    assert!(ok.success());
+    let mn_pid = rig.mn_pid;
+    let exited = wait_until(Duration::from_secs(6), || !rig.lab.alive(mn_pid));
+    assert!(exited, "dsmip-mn ignored SIGTERM: {}", rig.mn_text());
+    assert!(rig.mn_text().contains("shutdown: deregistered"));
+    let b = ctl(&rig.ha_bin, "bindings", &rig.ha_sock)?;
+    assert_eq!(b.as_array().map(Vec::len), Some(0), "{b}");
+    let ha_pid = rig.ha_pid;
+    rig.lab.stop(ha_pid);
+    Ok(())
+}
