@@ -1,350 +1,178 @@
-//! The dsmip demo: a mobile node behind a real NAT registers with a home agent, gets a
-//! dynamic IPv4 home address, keeps it across a home agent restart, and deregisters.
+//! The dsmip demo on the real daemons: `dsmip-ha` and `dsmip-mn` in network namespaces, the
+//! mobile node behind an nftables NAT, registering with IKEv2 + ESP (RFC 5555 §1.3 scenario
+//! 2), then ping from both home addresses to a correspondent on the home link, then
+//! deregistration on SIGTERM. The lab (namespaces, links, processes) is torn down when the
+//! `Lab` is dropped.
 //!
-//! Everything is real but IPsec: network namespaces, veth links, an nftables masquerade,
-//! UDP sockets on port 4191, the home agent's binding engine (`ha`) with its redb lease
-//! store, and packets built and parsed by `mipsec`. The IKE and ESP wiring arrives with the
-//! daemons; here the home agent is told that an SA for the BU's home address protected it.
-//!
-//! Run as root: `scripts/demo.sh` (or `cargo run -p interop --bin dsmip-demo`). The binary
-//! runs itself inside the namespaces in the roles `ha-role` and `mn-role`.
+//! Run as root through `scripts/demo.sh`, or directly:
+//! `dsmip-demo --ha target/debug/dsmip-ha --mn target/debug/dsmip-mn` (or the environment
+//! variables `DSMIP_HA` and `DSMIP_MN`). Needs iproute2, nftables, iputils-ping, and
+//! optionally tcpdump + tshark for the wire summary.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use ha::{Event, HaConfig, HomeAgent, ReplyPath, RxContext, SaInfo, Transport, Verdict};
-use interop::lab::{wait_until, Lab};
-use interop::probe::encode::{bu_repr, packet, BuSpec, Ipv4Prefix};
-use mipsec::wire::ip::{Ipv6Repr, IPPROTO_MH};
-use mipsec::wire::tunnel::{Encap, Outer};
-use mipsec::wire::{BuFlags, MhMessage, MhOption, MhRepr};
+use clap::Parser;
+use interop::lab::{require_tool, wait_until, Lab};
+use serde_json::Value;
 
 const HOA: &str = "2001:db8:1::100";
-const HA6: &str = "2001:db8:1::1";
-const HA4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const MN4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
-const PORT: u16 = 4191;
+const PSK: &str = "lab-only-pre-shared-key";
 
-const HA_CONFIG: &str = r#"# The home agent's configuration (the same keys dsmip-ha will read).
+/// The dsmip demo: a mobile node behind a NAT registers with its home agent.
+#[derive(Parser)]
+struct Args {
+    /// Path of the dsmip-ha binary (default: $DSMIP_HA, else next to this program).
+    #[arg(long)]
+    ha: Option<PathBuf>,
+    /// Path of the dsmip-mn binary (default: $DSMIP_MN, else next to this program).
+    #[arg(long)]
+    mn: Option<PathBuf>,
+}
+
+/// The binary from the flag, the environment variable, or this program's folder.
+fn locate(flag: Option<PathBuf>, var: &str, name: &str) -> Result<PathBuf> {
+    let path = match flag.or_else(|| std::env::var_os(var).map(PathBuf::from)) {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("program location")?
+            .join(name),
+    };
+    if !path.is_file() {
+        bail!(
+            "{name} not found at {} (build it, or pass --{})",
+            path.display(),
+            &name[6..]
+        );
+    }
+    Ok(path)
+}
+
+fn ha_config(dir: &Path) -> String {
+    format!(
+        r#"# dsmip-ha for the demo: IKE/ESP required, dynamic IPv4 home addresses from a pool.
+[daemon]
+lease_file = "{dir}/leases.redb"
+control_socket = "{dir}/ha.sock"
+tun = "dsmha0"
+home_link = "home0"
+
+[home_agent]
 address = "2001:db8:1::1"
 address_v4 = "192.0.2.1"
 home_prefixes = ["2001:db8:1::/64"]
 max_lifetime = 400
-nat_refresh_time = 110
 
-[[ipv4_pool]]
+[[home_agent.ipv4_pool]]
 range = "198.51.100.0/28"
 exclude = ["198.51.100.1/32"]
-"#;
+
+[ipsec]
+local_id = "ha.example.org"
+psk = "{PSK}"
+
+[[ipsec.peer]]
+id = "mn@example.org"
+home_address = "{HOA}"
+"#,
+        dir = dir.display()
+    )
+}
+
+fn mn_config(dir: &Path) -> String {
+    format!(
+        r#"# dsmip-mn for the demo: asks for a dynamic IPv4 home address.
+[daemon]
+control_socket = "{dir}/mn.sock"
+addresses = ["10.1.0.2"]
+shutdown_timeout_ms = 3000
+tun = "dsmmn0"
+routes = ["203.0.113.0/24", "2001:db8:1::/64"]
+
+[mobile_node]
+home_address = "{HOA}"
+lifetime_secs = 400
+ipv4_home = {{ mode = "dynamic" }}
+
+[mobile_node.home_agent]
+ipv6 = "2001:db8:1::1"
+ipv4 = "192.0.2.1"
+
+[ipsec]
+local_id = "mn@example.org"
+remote_id = "ha.example.org"
+psk = "{PSK}"
+"#,
+        dir = dir.display()
+    )
+}
+
+/// `BIN WHAT [--json] --socket SOCKET`: its standard output.
+fn ctl_text(bin: &Path, what: &str, json: bool, socket: &Path) -> Result<String> {
+    let mut cmd = Command::new(bin);
+    cmd.arg(what);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.arg("--socket").arg(socket).output()?;
+    if !out.status.success() {
+        bail!(
+            "{} {what}: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ctl(bin: &Path, what: &str, socket: &Path) -> Result<Value> {
+    Ok(serde_json::from_str(&ctl_text(bin, what, true, socket)?)?)
+}
+
+fn wait_log(log: &Path, needle: &str, secs: u64) -> bool {
+    wait_until(Duration::from_secs(secs), || {
+        fs::read_to_string(log).is_ok_and(|l| l.contains(needle))
+    })
+}
+
+fn path_str(p: &Path) -> Result<String> {
+    p.to_str().map(str::to_string).context("non-UTF-8 path")
+}
+
+/// Print command output indented, without trailing blank lines.
+fn show(text: &str) {
+    for line in text.trim_end().lines() {
+        println!("     {line}");
+    }
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("ha-role") => ha_role(
-            Path::new(&args[2]),
-            Path::new(&args[3]),
-            Path::new(&args[4]),
-        ),
-        Some("mn-role") => mn_role(&args[2..]),
-        _ => orchestrate(),
+    let args = Args::parse();
+    let ha_bin = locate(args.ha, "DSMIP_HA", "dsmip-ha")?;
+    let mn_bin = locate(args.mn, "DSMIP_MN", "dsmip-mn")?;
+    if !interop::lab::is_root() {
+        bail!("the demo builds network namespaces: run it as root");
     }
-}
+    require_tool("nft", "nftables")?;
+    require_tool("ping", "iputils-ping")?;
+    let wire =
+        require_tool("tcpdump", "tcpdump").is_ok() && require_tool("tshark", "tshark").is_ok();
+    let started = Instant::now();
 
-/// The home agent: UDP 4191 on 192.0.2.1, the binding engine, replies to the BU's source.
-fn ha_role(config: &Path, leases: &Path, ready: &Path) -> Result<()> {
-    let cfg: HaConfig = toml::from_str(&fs::read_to_string(config)?).context("ha.toml")?;
-    let start = Instant::now();
-    let mut agent = HomeAgent::new(cfg, leases, start, SystemTime::now())?;
-    for l in agent.leases() {
-        println!(
-            "lease store {}: {} -> {} (kept from before the restart)",
-            leases.display(),
-            l.hoa,
-            l.net
-        );
-    }
-    let sock = UdpSocket::bind((HA4, PORT))?;
-    fs::write(ready, b"up")?;
-    let mut buf = [0u8; 2048];
-    loop {
-        let (n, from) = sock.recv_from(&mut buf)?;
-        let SocketAddr::V4(from) = from else { continue };
-        let Ok(ip6) = Ipv6Repr::parse(&buf[..n]) else {
-            println!("dropped a datagram from {from}: not an IPv6 packet");
-            continue;
-        };
-        if ip6.next_header != IPPROTO_MH {
-            continue;
-        }
-        let mh = &buf[Ipv6Repr::HEADER_LEN..Ipv6Repr::HEADER_LEN + usize::from(ip6.payload_len)];
-        let ctx = RxContext {
-            transport: Transport::Udp {
-                src: *from.ip(),
-                src_port: from.port(),
-            },
-            ipv6_src: ip6.src,
-            ipv6_dst: ip6.dst,
-            home_address_option: None,
-            // Demo only: no ESP yet; the SA that would have protected the BU is asserted.
-            sa: Some(SaInfo {
-                spi: 0,
-                home_address: ip6.src,
-            }),
-        };
-        if let Ok(bu) = MhRepr::parse_bytes(mh) {
-            describe_bu(&bu, &from);
-        }
-        let verdict = agent.handle_bu_bytes(Instant::now(), &ctx, mh);
-        while let Some(ev) = agent.poll_event() {
-            println!("data plane: {}", describe_event(&ev));
-        }
-        match verdict {
-            Verdict::Reply(r) => {
-                let ReplyPath::Udp { dst, dst_port, .. } = r.path else {
-                    bail!("expected a UDP reply path, got {:?}", r.path);
-                };
-                let p = packet(&r.ba, r.src, r.hoa, None)?;
-                sock.send_to(&p, (dst, dst_port))?;
-                println!("BA sent to {dst}:{dst_port} (the NAT's mapping of the mobile node)");
-            }
-            other => println!("no reply: {other:?}"),
-        }
-        for b in agent.bindings() {
-            let v4 = b
-                .ipv4
-                .map(|v| v.net.to_string())
-                .unwrap_or_else(|| "-".into());
-            println!(
-                "binding cache: {} IPv4 HoA {v4} CoA {} via {}:{} NAT {} lifetime {} s",
-                b.hoa,
-                b.coa,
-                b.peer,
-                b.udp_port,
-                if b.nat { "yes" } else { "no" },
-                (b.expires_ms
-                    .saturating_sub(start.elapsed().as_millis() as u64))
-                    / 1000
-            );
-        }
-        if agent.bindings().next().is_none() {
-            println!("binding cache: empty");
-        }
-    }
-}
-
-fn describe_bu(bu: &MhRepr, from: &std::net::SocketAddrV4) {
-    let MhMessage::BindingUpdate {
-        sequence, lifetime, ..
-    } = bu.message
-    else {
-        return;
-    };
-    let coa = bu.find(|o| match o {
-        MhOption::Ipv4CareOfAddress(a) => Some(*a),
-        _ => None,
-    });
-    let nat = match coa {
-        Some(c) if c != *from.ip() => format!(
-            "NAT detected: IPv4 CoA option {c} but outer source {}",
-            from.ip()
-        ),
-        Some(_) => "no NAT".to_string(),
-        None => "no IPv4 CoA option".to_string(),
-    };
-    println!(
-        "BU seq {sequence} lifetime {} s from {from}: {nat}",
-        u32::from(lifetime) * 4
-    );
-}
-
-/// "IPv6 in UDP 4191->4191 in IPv4 192.0.2.1->192.0.2.2".
-fn describe_tunnel(t: &ha::Tunnel) -> String {
-    let inner = match t.inner {
-        ha::Family::V6 => "IPv6",
-        ha::Family::V4 => "IPv4",
-    };
-    let encap = match t.encap {
-        Encap::IpInIp => String::new(),
-        Encap::Udp { src_port, dst_port } => format!(" in UDP {src_port}->{dst_port}"),
-    };
-    let outer = match t.outer {
-        Outer::V4 { src, dst } => format!("IPv4 {src}->{dst}"),
-        Outer::V6 { src, dst } => format!("IPv6 {src}->{dst}"),
-    };
-    format!("{inner}{encap} in {outer}")
-}
-
-fn describe_event(ev: &Event) -> String {
-    match ev {
-        Event::TunnelInstall { hoa, tunnel } => {
-            format!("install tunnel for {hoa}: {}", describe_tunnel(tunnel))
-        }
-        Event::TunnelUpdate { hoa, new, .. } => {
-            format!("update tunnel for {hoa}: {}", describe_tunnel(new))
-        }
-        Event::TunnelRemove { hoa, tunnel } => {
-            format!("remove tunnel for {hoa}: {}", describe_tunnel(tunnel))
-        }
-        Event::ProxyArpAdd(a) => format!("proxy ARP for {a} on the home link"),
-        Event::ProxyArpRemove(a) => format!("stop proxy ARP for {a}"),
-        Event::ProxyNdpAdd(a) => format!("proxy NDP for {a} on the home link"),
-        Event::ProxyNdpRemove(a) => format!("stop proxy NDP for {a}"),
-        other => format!("{other:?}"),
-    }
-}
-
-/// The mobile node: one BU over UDP 4191, retransmitted at 1, 2, 4 s (RFC 6275 §11.8),
-/// and the BA it gets back.
-fn mn_role(args: &[String]) -> Result<()> {
-    let seq: u16 = args[0].parse()?;
-    let lifetime: u32 = args[1].parse()?;
-    let ipv4_hoa: Ipv4Prefix = args[2].parse().map_err(anyhow::Error::msg)?;
-    let spec = BuSpec {
-        sequence: seq,
-        lifetime_secs: lifetime,
-        flags: BuFlags(BuFlags::A | BuFlags::H | BuFlags::K),
-        hoa: HOA.parse()?,
-        ha: HA6.parse()?,
-        ipv4_hoa: Some(ipv4_hoa),
-        prefix_request: false,
-        ipv4_coa: Some(MN4),
-    };
-    let bu = packet(&bu_repr(&spec)?, spec.hoa, spec.ha, None)?;
-    let sock = UdpSocket::bind((MN4, PORT))?;
-    let mut buf = [0u8; 2048];
-    for wait in [1, 2, 4] {
-        sock.send_to(&bu, (HA4, PORT))?;
-        println!(
-            "BU seq {seq} to {HA4}:{PORT} from {MN4}:{PORT}: IPv4 HoA {} lifetime {lifetime} s",
-            if ipv4_hoa.addr.is_unspecified() {
-                "0.0.0.0 (please assign one)".to_string()
-            } else {
-                ipv4_hoa.addr.to_string()
-            }
-        );
-        sock.set_read_timeout(Some(Duration::from_secs(wait)))?;
-        let Ok((n, from)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let ip6 = Ipv6Repr::parse(&buf[..n])?;
-        let ba = MhRepr::parse_bytes(&buf[Ipv6Repr::HEADER_LEN..n])?;
-        let MhMessage::BindingAck {
-            status,
-            sequence,
-            lifetime,
-            ..
-        } = ba.message
-        else {
-            bail!("expected a BA, got {:?}", ba.message)
-        };
-        println!(
-            "BA from {from} ({} -> {}): seq {sequence} status {} ({}) lifetime {} s",
-            ip6.src,
-            ip6.dst,
-            status.0,
-            status.name(),
-            u32::from(lifetime) * 4
-        );
-        for o in &ba.options {
-            match o {
-                MhOption::Ipv4AddressAck {
-                    status,
-                    prefix_len,
-                    addr,
-                } => {
-                    println!(
-                        "  IPv4 home address: {addr}/{prefix_len}, status {} ({})",
-                        status.0,
-                        status.name()
-                    )
-                }
-                MhOption::NatDetection { refresh_time, .. } => {
-                    println!("  NAT detected by the home agent: UDP tunnel, keepalive every {refresh_time} s")
-                }
-                other => println!("  option: {}", other.name()),
-            }
-        }
-        return Ok(());
-    }
-    bail!("no Binding Acknowledgement after 3 tries")
-}
-
-struct Demo {
-    lab: Lab,
-    mn: String,
-    ha: String,
-    exe: PathBuf,
-    ha_pid: Option<u32>,
-    ha_log: PathBuf,
-    ha_seen: usize,
-}
-
-impl Demo {
-    fn start_ha(&mut self) -> Result<()> {
-        let dir = self.lab.dir().to_path_buf();
-        let ready = dir.join("ha.ready");
-        let _ = fs::remove_file(&ready);
-        let (config, leases) = (dir.join("ha.toml"), dir.join("leases.redb"));
-        let argv = [
-            self.exe.to_str().context("path")?,
-            "ha-role",
-            config.to_str().context("path")?,
-            leases.to_str().context("path")?,
-            ready.to_str().context("path")?,
-        ];
-        let log = dir.join(format!("ha-{}.log", self.ha_seen));
-        self.ha_log = log.clone();
-        self.ha_seen = 0;
-        self.ha_pid = Some(self.lab.spawn(&self.ha, &argv, &log)?);
-        if !wait_until(Duration::from_secs(10), || ready.exists()) {
-            bail!(
-                "the home agent did not start: {}",
-                fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        Ok(())
-    }
-
-    fn stop_ha(&mut self) {
-        if let Some(pid) = self.ha_pid.take() {
-            self.lab.stop(pid);
-        }
-    }
-
-    /// Print the home agent's new log lines.
-    fn show_ha(&mut self) {
-        std::thread::sleep(Duration::from_millis(150));
-        let text = fs::read_to_string(&self.ha_log).unwrap_or_default();
-        for line in text.lines().skip(self.ha_seen) {
-            println!("  [ha] {line}");
-            self.ha_seen += 1;
-        }
-    }
-
-    fn mn(&self, seq: &str, lifetime: &str, ipv4: &str) -> Result<()> {
-        let out = self.lab.run(
-            &self.mn,
-            &[self.exe.to_str().unwrap(), "mn-role", seq, lifetime, ipv4],
-        )?;
-        for line in out.lines() {
-            println!("  [mn] {line}");
-        }
-        Ok(())
-    }
-}
-
-fn orchestrate() -> Result<()> {
-    println!("dsmip demo: Dual-Stack Mobile IPv6 registration through a real NAT\n");
-    println!("  mn 10.1.0.2 --- nat 10.1.0.1 | 192.0.2.2 (nftables masquerade) --- ha 192.0.2.1");
-    println!("  mobile node home address {HOA}, home agent {HA6} / {HA4}, UDP port {PORT}");
-    println!("  (IPsec is not in this demo yet: the IKE/ESP wiring lands with the daemons)\n");
+    println!("dsmip demo: Dual-Stack Mobile IPv6 (RFC 5555) with IKEv2 + ESP, real daemons");
+    println!();
+    println!("1. Lab (network namespaces, removed at the end)");
+    println!("     mn 10.1.0.2 --- 10.1.0.1 nat 192.0.2.2 (nftables masquerade) --- 192.0.2.1 ha");
+    println!("     ha home link 203.0.113.1, 2001:db8:1::1 --- cn 203.0.113.2, 2001:db8:1::2");
     let mut lab = Lab::new("demo")?;
     let mn = lab.ns("mn")?;
     let nat = lab.ns("nat")?;
     let ha = lab.ns("ha")?;
+    let cn = lab.ns("cn")?;
     lab.veth(&mn, "eth0", &["10.1.0.2/24"], &nat, "in0", &["10.1.0.1/24"])?;
     lab.veth(
         &nat,
@@ -356,42 +184,219 @@ fn orchestrate() -> Result<()> {
     )?;
     lab.run(&mn, &["ip", "route", "add", "default", "via", "10.1.0.1"])?;
     lab.masquerade(&nat, "out0")?;
-    fs::write(lab.dir().join("ha.toml"), HA_CONFIG)?;
-    let mut d = Demo {
-        exe: std::env::current_exe()?,
-        ha_log: PathBuf::new(),
-        ha_pid: None,
-        ha_seen: 0,
-        lab,
-        mn,
-        ha,
-    };
-    d.start_ha()?;
-
-    println!("1. The mobile node registers and asks for a dynamic IPv4 home address");
-    d.mn("1", "400", "0.0.0.0/32")?;
-    d.show_ha();
-    let lease = fs::read_to_string(&d.ha_log)?
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("binding cache: ")
-                .and_then(|r| r.split_whitespace().nth(3))
-                .map(str::to_string)
+    lab.veth(
+        &ha,
+        "home0",
+        &["203.0.113.1/24", "2001:db8:1::1/64"],
+        &cn,
+        "eth0",
+        &["203.0.113.2/24", "2001:db8:1::2/64"],
+    )?;
+    lab.run(
+        &cn,
+        &["ip", "route", "add", "default", "via", "203.0.113.1"],
+    )?;
+    lab.sysctl(&ha, "net.ipv4.ip_forward", "1")?;
+    lab.sysctl(&ha, "net.ipv6.conf.all.forwarding", "1")?;
+    let settled = wait_until(Duration::from_secs(10), || {
+        [&cn, &ha].iter().all(|ns| {
+            lab.run(ns, &["ip", "-6", "addr", "show", "tentative"])
+                .is_ok_and(|o| o.trim().is_empty())
         })
-        .context("no binding after registration")?;
+    });
+    if !settled {
+        bail!("IPv6 addresses on the home link still tentative after 10 s");
+    }
 
+    let dir = lab.dir().to_path_buf();
+    let (ha_conf, mn_conf) = (dir.join("ha.toml"), dir.join("mn.toml"));
+    fs::write(&ha_conf, ha_config(&dir))?;
+    fs::write(&mn_conf, mn_config(&dir))?;
+    let (ha_log, mn_log) = (dir.join("ha.log"), dir.join("mn.log"));
+    let (ha_sock, mn_sock) = (dir.join("ha.sock"), dir.join("mn.sock"));
+    let logs = || {
+        format!(
+            "--- dsmip-mn log ---\n{}\n--- dsmip-ha log ---\n{}",
+            fs::read_to_string(&mn_log).unwrap_or_default(),
+            fs::read_to_string(&ha_log).unwrap_or_default()
+        )
+    };
+
+    let ha_argv = [
+        path_str(&ha_bin)?,
+        "run".into(),
+        "--config".into(),
+        path_str(&ha_conf)?,
+    ];
+    let ha_argv: Vec<&str> = ha_argv.iter().map(String::as_str).collect();
+    let ha_pid = lab.spawn(&ha, &ha_argv, &ha_log)?;
+    if !wait_log(&ha_log, "dsmip-ha running", 10) {
+        bail!("dsmip-ha did not start\n{}", logs());
+    }
+    // Everything on the NAT's outside, for the wire summary.
+    let mut cap = None;
+    if wire {
+        let cap_log = dir.join("tcpdump.log");
+        let pcap = path_str(&dir.join("nat.pcap"))?;
+        let argv = [
+            "tcpdump",
+            "--immediate-mode",
+            "-n",
+            "-U",
+            "-i",
+            "out0",
+            "-w",
+            &pcap,
+        ];
+        let pid = lab.spawn(&nat, &argv, &cap_log)?;
+        if !wait_log(&cap_log, "listening on", 10) {
+            bail!("tcpdump did not start: {}", fs::read_to_string(&cap_log)?);
+        }
+        cap = Some((pid, pcap));
+    }
+
+    println!();
     println!(
-        "\n2. The home agent restarts; the mobile node refreshes with the address it was given"
+        "2. dsmip-ha started; dsmip-mn started (config files in {})",
+        dir.display()
     );
-    d.stop_ha();
-    d.start_ha()?;
-    d.mn("2", "400", &lease)?;
-    d.show_ha();
+    let mn_argv = [
+        path_str(&mn_bin)?,
+        "run".into(),
+        "--config".into(),
+        path_str(&mn_conf)?,
+    ];
+    let mn_argv: Vec<&str> = mn_argv.iter().map(String::as_str).collect();
+    let t0 = Instant::now();
+    let mn_pid = lab.spawn(&mn, &mn_argv, &mn_log)?;
+    let registered = wait_until(Duration::from_secs(20), || {
+        ctl(&mn_bin, "status", &mn_sock).is_ok_and(|v| v["state"] == "registered")
+    });
+    if !registered {
+        bail!("dsmip-mn did not register within 20 s\n{}", logs());
+    }
+    let took = t0.elapsed();
+    let st = ctl(&mn_bin, "status", &mn_sock)?;
+    let v4 = st["ipv4_home_address"]
+        .as_str()
+        .with_context(|| format!("no IPv4 home address in the status: {st}"))?
+        .to_string();
+    let spi = |dir: &str| st["sa_spis"][dir].as_str().unwrap_or("?").to_string();
+    println!(
+        "     registered in {} ms (IKE + BU/BA): home address {HOA}, IPv4 home address {v4} (given by the HA)",
+        took.as_millis()
+    );
+    println!(
+        "     NAT detected: {}, care-of 10.1.0.2 seen as 192.0.2.2; ESP SPIs in {} out {}",
+        if st["nat"] == true { "yes" } else { "no" },
+        spi("in"),
+        spi("out")
+    );
 
-    println!("\n3. The mobile node deregisters (lifetime 0)");
-    d.mn("3", "0", &lease)?;
-    d.show_ha();
-    d.stop_ha();
-    println!("\nDone: namespaces and processes are removed. The tests: scripts/test-all.sh");
+    println!();
+    println!("3. dsmip-ha bindings");
+    show(&ctl_text(&ha_bin, "bindings", false, &ha_sock)?);
+    println!();
+    println!("4. dsmip-mn status");
+    // The engine's last event is a debugging aid, too long for the demo.
+    let status = ctl_text(&mn_bin, "status", false, &mn_sock)?;
+    let status: Vec<&str> = status
+        .lines()
+        .filter(|l| !l.starts_with("last event"))
+        .collect();
+    show(&status.join("\n"));
+
+    println!();
+    println!("5. Unmodified ping from the mobile node's home addresses (TUN dsmmn0) to cn");
+    let v4_addr = v4.split('/').next().unwrap_or(&v4).to_string();
+    for (family, src, dst) in [
+        ("-4", v4_addr.as_str(), "203.0.113.2"),
+        ("-6", HOA, "2001:db8:1::2"),
+    ] {
+        let argv = [
+            "ping", family, "-c", "3", "-i", "0.2", "-W", "2", "-I", src, dst,
+        ];
+        let out = lab
+            .run(&mn, &argv)
+            .with_context(|| format!("ping {family} {dst} failed\n{}", logs()))?;
+        let summary = out
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or("(no summary)");
+        println!("     ping {family} {src} -> {dst}: {summary}");
+    }
+
+    println!();
+    println!("6. SIGTERM to dsmip-mn (deregistration, lifetime 0)");
+    Command::new("kill")
+        .args(["-TERM", &mn_pid.to_string()])
+        .status()?;
+    let exited = wait_until(Duration::from_secs(6), || !lab.alive(mn_pid));
+    lab.stop(mn_pid);
+    if !exited {
+        bail!("dsmip-mn ignored SIGTERM\n{}", logs());
+    }
+    let deregistered =
+        fs::read_to_string(&mn_log).is_ok_and(|l| l.contains("shutdown: deregistered"));
+    println!(
+        "     dsmip-mn exited, {}; dsmip-ha bindings:",
+        if deregistered {
+            "deregistered"
+        } else {
+            "NOT deregistered"
+        }
+    );
+    let after = ctl_text(&ha_bin, "bindings", false, &ha_sock)?;
+    if after.trim().is_empty() {
+        println!("     (nothing)");
+    } else {
+        show(&after);
+    }
+    let left = ctl(&ha_bin, "bindings", &ha_sock)?;
+    let count = left.as_array().map(Vec::len);
+    println!(
+        "     bindings left at the home agent: {}",
+        count.map_or("?".into(), |n| n.to_string())
+    );
+
+    if let Some((pid, pcap)) = cap {
+        println!();
+        println!("7. On the NAT's outside (tcpdump on out0, decoded by tshark)");
+        lab.stop(pid);
+        let out = Command::new("tshark")
+            .args(["-n", "-d", "udp.port==4191,ipv6", "-r", &pcap])
+            .args(["-T", "fields", "-e", "frame.protocols"])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (mut ike, mut esp, mut mh, mut data, mut other) = (0, 0, 0, 0, 0);
+        for l in text.lines().filter(|l| !l.is_empty()) {
+            if l.contains("isakmp") {
+                ike += 1;
+            } else if l.contains("mipv6") {
+                mh += 1;
+            } else if l.contains("esp") {
+                esp += 1;
+            } else if l.contains(":ip:udp") {
+                data += 1;
+            } else {
+                other += 1;
+            }
+        }
+        println!(
+            "     {ike} IKEv2, {esp} ESP (BU/BA), {mh} cleartext Mobility Header, \
+             {data} home-address packets in UDP 4191 (no ESP), {other} other"
+        );
+    }
+
+    lab.stop(ha_pid);
+    drop(lab);
+    println!();
+    println!(
+        "Lab torn down. Whole run {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
+    if count != Some(0) || !deregistered {
+        bail!("the binding was not removed on deregistration");
+    }
     Ok(())
 }
