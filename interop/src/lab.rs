@@ -245,6 +245,69 @@ fn run_cmd(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The namespaces (full names) of the lab every daemon test and the demo share.
+pub struct NatTopology {
+    pub mn: String,
+    pub nat: String,
+    pub ha: String,
+    /// The correspondent on the home agent's home link, when asked for.
+    pub cn: Option<String>,
+}
+
+impl Lab {
+    /// The DSMIPv6 lab: `mn 10.1.0.2 --- nat 10.1.0.1 | 192.0.2.2 (masquerade) --- ha
+    /// 192.0.2.1`. With `home_link`, also `ha home0 203.0.113.1, 2001:db8:1::1 --- cn
+    /// 203.0.113.2, 2001:db8:1::2`, the home agent forwarding, and the home link's IPv6
+    /// addresses past duplicate address detection (a first ping would be lost otherwise).
+    pub fn nat_topology(&mut self, home_link: bool) -> Result<NatTopology> {
+        require_tool("nft", "nftables")?;
+        let mn = self.ns("mn")?;
+        let nat = self.ns("nat")?;
+        let ha = self.ns("ha")?;
+        self.veth(&mn, "eth0", &["10.1.0.2/24"], &nat, "in0", &["10.1.0.1/24"])?;
+        self.veth(
+            &nat,
+            "out0",
+            &["192.0.2.2/24"],
+            &ha,
+            "eth0",
+            &["192.0.2.1/24"],
+        )?;
+        self.run(&mn, &["ip", "route", "add", "default", "via", "10.1.0.1"])?;
+        self.masquerade(&nat, "out0")?;
+        let cn = if home_link {
+            let cn = self.ns("cn")?;
+            self.veth(
+                &ha,
+                "home0",
+                &["203.0.113.1/24", "2001:db8:1::1/64"],
+                &cn,
+                "eth0",
+                &["203.0.113.2/24", "2001:db8:1::2/64"],
+            )?;
+            self.run(
+                &cn,
+                &["ip", "route", "add", "default", "via", "203.0.113.1"],
+            )?;
+            self.sysctl(&ha, "net.ipv4.ip_forward", "1")?;
+            self.sysctl(&ha, "net.ipv6.conf.all.forwarding", "1")?;
+            let settled = wait_until(Duration::from_secs(10), || {
+                [&cn, &ha].iter().all(|ns| {
+                    self.run(ns, &["ip", "-6", "addr", "show", "tentative"])
+                        .is_ok_and(|o| o.trim().is_empty())
+                })
+            });
+            if !settled {
+                bail!("IPv6 addresses on the home link still tentative after 10 s");
+            }
+            Some(cn)
+        } else {
+            None
+        };
+        Ok(NatTopology { mn, nat, ha, cn })
+    }
+}
+
 /// Poll `f` every 20 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

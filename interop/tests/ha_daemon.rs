@@ -106,37 +106,8 @@ impl Rig {
     fn build(tag: &str, require_ipsec: bool, tun: bool) -> Result<Rig> {
         let bin = dsmip_ha()?;
         let mut lab = Lab::new(tag)?;
-        let mn = lab.ns("mn")?;
-        let nat = lab.ns("nat")?;
-        let ha = lab.ns("ha")?;
-        lab.veth(&mn, "eth0", &["10.1.0.2/24"], &nat, "in0", &["10.1.0.1/24"])?;
-        lab.veth(
-            &nat,
-            "out0",
-            &["192.0.2.2/24"],
-            &ha,
-            "eth0",
-            &["192.0.2.1/24"],
-        )?;
-        lab.run(&mn, &["ip", "route", "add", "default", "via", "10.1.0.1"])?;
-        lab.masquerade(&nat, "out0")?;
-        if tun {
-            let cn = lab.ns("cn")?;
-            lab.veth(
-                &ha,
-                "home0",
-                &["203.0.113.1/24", "2001:db8:1::1/64"],
-                &cn,
-                "eth0",
-                &["203.0.113.2/24", "2001:db8:1::2/64"],
-            )?;
-            lab.run(
-                &cn,
-                &["ip", "route", "add", "default", "via", "203.0.113.1"],
-            )?;
-            lab.sysctl(&ha, "net.ipv4.ip_forward", "1")?;
-            lab.sysctl(&ha, "net.ipv6.conf.all.forwarding", "1")?;
-        }
+        let t = lab.nat_topology(tun)?;
+        let (mn, ha) = (t.mn, t.ha);
         let dir = lab.dir().to_path_buf();
         let socket = dir.join("ha.sock");
         let config = dir.join("ha.toml");

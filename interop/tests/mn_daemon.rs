@@ -152,47 +152,8 @@ impl Rig {
         let mn_bin = binary("mn", "dsmip-mn")?;
         interop::lab::require_tool("nft", "nftables")?;
         let mut lab = Lab::new(tag)?;
-        let mn = lab.ns("mn")?;
-        let nat = lab.ns("nat")?;
-        let ha = lab.ns("ha")?;
-        lab.veth(&mn, "eth0", &["10.1.0.2/24"], &nat, "in0", &["10.1.0.1/24"])?;
-        lab.veth(
-            &nat,
-            "out0",
-            &["192.0.2.2/24"],
-            &ha,
-            "eth0",
-            &["192.0.2.1/24"],
-        )?;
-        lab.run(&mn, &["ip", "route", "add", "default", "via", "10.1.0.1"])?;
-        lab.masquerade(&nat, "out0")?;
-        if data {
-            let cn = lab.ns("cn")?;
-            lab.veth(
-                &ha,
-                "home0",
-                &["203.0.113.1/24", "2001:db8:1::1/64"],
-                &cn,
-                "eth0",
-                &["203.0.113.2/24", "2001:db8:1::2/64"],
-            )?;
-            lab.run(
-                &cn,
-                &["ip", "route", "add", "default", "via", "203.0.113.1"],
-            )?;
-            lab.sysctl(&ha, "net.ipv4.ip_forward", "1")?;
-            lab.sysctl(&ha, "net.ipv6.conf.all.forwarding", "1")?;
-            // The home link's IPv6 addresses must finish DAD before the first ping.
-            let settled = wait_until(Duration::from_secs(10), || {
-                [&cn, &ha].iter().all(|ns| {
-                    lab.run(ns, &["ip", "-6", "addr", "show", "tentative"])
-                        .is_ok_and(|o| o.trim().is_empty())
-                })
-            });
-            if !settled {
-                bail!("IPv6 addresses on the home link still tentative after 10 s");
-            }
-        }
+        let t = lab.nat_topology(data)?;
+        let (mn, nat, ha) = (t.mn, t.nat, t.ha);
         let dir = lab.dir().to_path_buf();
         let (ha_conf, mn_conf) = (dir.join("ha.toml"), dir.join("mn.toml"));
         fs::write(&ha_conf, ha_config(&dir, data))?;

@@ -169,44 +169,8 @@ fn main() -> Result<()> {
     println!("     mn 10.1.0.2 --- 10.1.0.1 nat 192.0.2.2 (nftables masquerade) --- 192.0.2.1 ha");
     println!("     ha home link 203.0.113.1, 2001:db8:1::1 --- cn 203.0.113.2, 2001:db8:1::2");
     let mut lab = Lab::new("demo")?;
-    let mn = lab.ns("mn")?;
-    let nat = lab.ns("nat")?;
-    let ha = lab.ns("ha")?;
-    let cn = lab.ns("cn")?;
-    lab.veth(&mn, "eth0", &["10.1.0.2/24"], &nat, "in0", &["10.1.0.1/24"])?;
-    lab.veth(
-        &nat,
-        "out0",
-        &["192.0.2.2/24"],
-        &ha,
-        "eth0",
-        &["192.0.2.1/24"],
-    )?;
-    lab.run(&mn, &["ip", "route", "add", "default", "via", "10.1.0.1"])?;
-    lab.masquerade(&nat, "out0")?;
-    lab.veth(
-        &ha,
-        "home0",
-        &["203.0.113.1/24", "2001:db8:1::1/64"],
-        &cn,
-        "eth0",
-        &["203.0.113.2/24", "2001:db8:1::2/64"],
-    )?;
-    lab.run(
-        &cn,
-        &["ip", "route", "add", "default", "via", "203.0.113.1"],
-    )?;
-    lab.sysctl(&ha, "net.ipv4.ip_forward", "1")?;
-    lab.sysctl(&ha, "net.ipv6.conf.all.forwarding", "1")?;
-    let settled = wait_until(Duration::from_secs(10), || {
-        [&cn, &ha].iter().all(|ns| {
-            lab.run(ns, &["ip", "-6", "addr", "show", "tentative"])
-                .is_ok_and(|o| o.trim().is_empty())
-        })
-    });
-    if !settled {
-        bail!("IPv6 addresses on the home link still tentative after 10 s");
-    }
+    let t = lab.nat_topology(true)?;
+    let (mn, nat, ha) = (t.mn, t.nat, t.ha);
 
     let dir = lab.dir().to_path_buf();
     let (ha_conf, mn_conf) = (dir.join("ha.toml"), dir.join("mn.toml"));
