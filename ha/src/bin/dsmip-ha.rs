@@ -13,10 +13,12 @@ mod daemon;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use dsmip_daemon::control::{self, ClientArgs};
+use dsmip_daemon::log::{self, LogFormat};
 
-use daemon::{config, report, serve};
+use daemon::{config, report};
 
 #[derive(Parser, Debug)]
 #[command(name = "dsmip-ha", version, about = "DSMIPv6 home agent (RFC 5555)")]
@@ -40,25 +42,6 @@ enum Cmd {
     Bindings(ClientArgs),
     /// Show the IPv4 home address leases of a running home agent.
     Leases(ClientArgs),
-}
-
-#[derive(clap::Args, Debug)]
-struct ClientArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// The daemon's configuration file (its `daemon.control_socket` is used).
-    #[arg(long, conflicts_with = "socket")]
-    config: Option<PathBuf>,
-    /// The control socket path.
-    #[arg(long)]
-    socket: Option<PathBuf>,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    Human,
-    Json,
 }
 
 fn main() -> ExitCode {
@@ -99,34 +82,13 @@ fn check_config(file: &Path) -> Result<()> {
 
 fn run(file: &Path, format: LogFormat) -> Result<()> {
     let cfg = config::load(file)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DSMIP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    rt.block_on(daemon::run::run(cfg, file))
+    log::init(format);
+    log::runtime()?.block_on(daemon::run::run(cfg, file))
 }
 
 fn show(kind: &str, a: &ClientArgs) -> Result<()> {
-    let socket = match (&a.socket, &a.config) {
-        (Some(s), _) => s.clone(),
-        (None, Some(c)) => config::load(c)?.daemon.control_socket,
-        (None, None) => anyhow::bail!("give --config FILE or --socket PATH"),
-    };
-    let text = serve::client(&socket, kind)?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("control socket answer is not JSON: {text}"))?;
-    if let Some(e) = v.get("error") {
-        anyhow::bail!("the daemon refused the request: {e}");
-    }
+    let socket = a.socket(|c| Ok(config::load(c)?.daemon.control_socket))?;
+    let v = control::request("dsmip-ha", &socket, kind)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

@@ -12,15 +12,13 @@
 //! mobile network prefixes. They are applied with iproute2 (`ip`), not netlink yet.
 //! IP-in-IP and ESP tunnels are not done (DAEMON.md).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use dsmip_daemon::net::{destination, ip, source};
+use dsmip_daemon::tun::TunDevice;
 use ha::{Event, HaConfig, HomeAgent};
-use mipsec::io::tun::Tun;
 use mipsec::wire::tunnel::{Encap, Outer};
 use tokio::sync::mpsc;
 
@@ -39,52 +37,9 @@ pub struct TunnelStats {
 
 /// The TUN device and its reader thread.
 pub struct DataPlane {
-    tun: Arc<Tun>,
+    tun: TunDevice,
     home_link: Option<String>,
-    stop: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
     pub stats: TunnelStats,
-}
-
-impl Drop for DataPlane {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-    }
-}
-
-/// The inner source or destination address of an IP packet.
-fn addr(pkt: &[u8], src: bool) -> Option<IpAddr> {
-    match pkt.first()? >> 4 {
-        4 => {
-            let at = if src { 12 } else { 16 };
-            let b: [u8; 4] = pkt.get(at..at + 4)?.try_into().ok()?;
-            Some(IpAddr::V4(Ipv4Addr::from(b)))
-        }
-        6 => {
-            let at = if src { 8 } else { 24 };
-            let b: [u8; 16] = pkt.get(at..at + 16)?.try_into().ok()?;
-            Some(IpAddr::V6(Ipv6Addr::from(b)))
-        }
-        _ => None,
-    }
-}
-
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running ip (iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 impl DataPlane {
@@ -102,9 +57,7 @@ impl DataPlane {
             std::fs::write(format!("/proc/sys/net/ipv6/conf/{l}/proxy_ndp"), "1")
                 .with_context(|| format!("enabling proxy_ndp on {l}"))?;
         }
-        let tun = Tun::create(name).with_context(|| format!("creating TUN device {name}"))?;
-        tun.set_mtu(mtu).context("TUN MTU")?;
-        tun.up().context("TUN up")?;
+        let tun = TunDevice::start(name, mtu, tx)?;
         let nets = ha
             .ipv4_pools
             .iter()
@@ -113,27 +66,9 @@ impl DataPlane {
         for net in nets {
             ip(&["route", "replace", &net.to_string(), "dev", tun.name()])?;
         }
-        let tun = Arc::new(tun);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (t, s) = (tun.clone(), stop.clone());
-        let reader = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while !s.load(Ordering::Relaxed) {
-                if !t.wait_readable(200).unwrap_or(false) {
-                    continue;
-                }
-                if let Ok(n @ 1..) = t.recv(&mut buf) {
-                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
         Ok(DataPlane {
             tun,
             home_link: home_link.map(str::to_string),
-            stop,
-            reader: Some(reader),
             stats: TunnelStats::default(),
         })
     }
@@ -182,7 +117,7 @@ impl DataPlane {
     /// A packet tunnelled in UDP from `from`: forward it when its source is a home address
     /// bound to exactly that outer address and port (no spoofing through the tunnel).
     pub fn handle_tunnelled(&mut self, agent: &HomeAgent, from: SocketAddrV4, inner: &[u8]) {
-        let bound = addr(inner, true)
+        let bound = source(inner)
             .and_then(|src| agent.route(Instant::now(), src))
             .is_some_and(|r| {
                 matches!(r.outer, Outer::V4 { dst, .. } if dst == *from.ip())
@@ -200,7 +135,7 @@ impl DataPlane {
 
     /// Where a packet read from the TUN device goes: the UDP far end of its binding.
     pub fn tunnel_destination(&mut self, agent: &HomeAgent, pkt: &[u8]) -> Option<SocketAddrV4> {
-        let r = addr(pkt, false).and_then(|dst| agent.route(Instant::now(), dst));
+        let r = destination(pkt).and_then(|dst| agent.route(Instant::now(), dst));
         match r.map(|r| (r.outer, r.encap)) {
             Some((Outer::V4 { dst, .. }, Encap::Udp { dst_port, .. })) => {
                 self.stats.tx_packets += 1;
@@ -212,27 +147,5 @@ impl DataPlane {
                 None
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_of_both_families() {
-        let mut v4 = [0u8; 20];
-        v4[0] = 0x45;
-        v4[12..16].copy_from_slice(&[198, 51, 100, 2]);
-        v4[16..20].copy_from_slice(&[203, 0, 113, 2]);
-        assert_eq!(addr(&v4, true), Some("198.51.100.2".parse().unwrap()));
-        assert_eq!(addr(&v4, false), Some("203.0.113.2".parse().unwrap()));
-        let mut v6 = [0u8; 40];
-        v6[0] = 0x60;
-        v6[39] = 1;
-        assert_eq!(addr(&v6, false), Some("::1".parse().unwrap()));
-        assert_eq!(addr(&v6[..30], false), None);
-        assert_eq!(addr(&[0x10], true), None);
-        assert_eq!(addr(&[], true), None);
     }
 }

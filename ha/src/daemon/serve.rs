@@ -1,16 +1,12 @@
-//! The daemon's two side doors: the control socket (a Unix stream socket: the client writes
-//! one line, `bindings` or `leases`, and reads a JSON answer until the server closes) and
-//! the Prometheus endpoint (HTTP/1.1 `GET /metrics`, answered and closed). Neither touches
-//! the engine: each request goes to the main loop as a [`Query`] and waits for its answer.
+//! The daemon's two side doors: the control socket (`dsmip_daemon::control`: one line,
+//! `bindings` or `leases`, a JSON answer) and the Prometheus endpoint (HTTP/1.1
+//! `GET /metrics`, answered and closed). Neither touches the engine: each request goes to
+//! the main loop as a [`Query`] and waits for its answer.
 
-use std::io::{Read as _, Write as _};
-use std::path::Path;
-use std::time::Duration;
-
-use anyhow::{bail, Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use dsmip_daemon::control::{self, ask, IO_TIMEOUT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// What a side door asks the main loop for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,50 +17,18 @@ pub enum Ask {
 }
 
 /// One request and where its answer goes.
-#[derive(Debug)]
-pub struct Query {
-    pub ask: Ask,
-    pub reply: oneshot::Sender<String>,
-}
+pub type Query = control::Query<Ask>;
 
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REQUEST: usize = 8192;
-
-async fn ask(tx: &mpsc::Sender<Query>, ask: Ask) -> Option<String> {
-    let (reply, rx) = oneshot::channel();
-    tx.send(Query { ask, reply }).await.ok()?;
-    rx.await.ok()
-}
 
 /// Serve the control socket until the task is dropped.
 pub async fn control(listener: UnixListener, tx: mpsc::Sender<Query>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut line = String::new();
-            let mut reader = BufReader::new(r.take(256));
-            let read = reader.read_line(&mut line);
-            if !matches!(tokio::time::timeout(IO_TIMEOUT, read).await, Ok(Ok(_))) {
-                return;
-            }
-            let answer = match line.trim() {
-                "bindings" => ask(&tx, Ask::Bindings).await,
-                "leases" => ask(&tx, Ask::Leases).await,
-                other => Some(
-                    serde_json::json!({ "error": format!("unknown request `{other}`") })
-                        .to_string(),
-                ),
-            };
-            if let Some(a) = answer {
-                let _ = tokio::time::timeout(IO_TIMEOUT, w.write_all(a.as_bytes())).await;
-            }
-            let _ = w.shutdown().await;
-        });
-    }
+    control::serve(listener, tx, |req| match req {
+        "bindings" => Some(Ask::Bindings),
+        "leases" => Some(Ask::Leases),
+        _ => None,
+    })
+    .await
 }
 
 /// Serve `GET /metrics` until the task is dropped.
@@ -106,25 +70,6 @@ pub async fn metrics(listener: TcpListener, tx: mpsc::Sender<Query>) {
     }
 }
 
-/// The client side of the control socket: send `request`, return the answer.
-pub fn client(socket: &Path, request: &str) -> Result<String> {
-    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
-        format!(
-            "control socket {}: cannot connect (is dsmip-ha running?)",
-            socket.display()
-        )
-    })?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.write_all(format!("{request}\n").as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)
-        .with_context(|| format!("control socket {}: reading the answer", socket.display()))?;
-    if out.is_empty() {
-        bail!("control socket {}: empty answer", socket.display());
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,31 +84,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn control_socket_round_trip_and_unknown_request() {
+    async fn control_socket_maps_bindings_and_leases() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ha.sock");
         let (tx, rx) = mpsc::channel(4);
         answer_loop(rx);
         tokio::spawn(control(UnixListener::bind(&path).unwrap(), tx));
         let p = path.clone();
-        let (b, l, bad) = tokio::task::spawn_blocking(move || {
+        let (b, l, m) = tokio::task::spawn_blocking(move || {
             (
-                client(&p, "bindings"),
-                client(&p, "leases"),
-                client(&p, "drop"),
+                control::request("dsmip-ha", &p, "bindings"),
+                control::request("dsmip-ha", &p, "leases"),
+                control::request("dsmip-ha", &p, "metrics"),
             )
         })
         .await
         .unwrap();
-        assert_eq!(b.unwrap(), "[\"Bindings\"]");
-        assert_eq!(l.unwrap(), "[\"Leases\"]");
-        let bad: serde_json::Value = serde_json::from_str(&bad.unwrap()).unwrap();
-        assert_eq!(bad["error"], "unknown request `drop`");
-        let missing = client(&dir.path().join("none.sock"), "bindings").unwrap_err();
-        assert!(
-            format!("{missing:#}").contains("cannot connect"),
-            "{missing:#}"
-        );
+        assert_eq!(b.unwrap(), serde_json::json!(["Bindings"]));
+        assert_eq!(l.unwrap(), serde_json::json!(["Leases"]));
+        // Metrics are served over HTTP only, not on the control socket.
+        let m = format!("{:#}", m.unwrap_err());
+        assert!(m.contains("unknown request `metrics`"), "{m}");
     }
 
     #[tokio::test]

@@ -9,12 +9,10 @@
 //! with iproute2 (`ip`), not netlink yet. IP-in-IP and ESP tunnels are not done.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use mipsec::io::tun::Tun;
+use anyhow::Result;
+use dsmip_daemon::net::{destination, ip, source};
+use dsmip_daemon::tun::TunDevice;
 use mipsec::wire::ip::{IPPROTO_ESP, IPPROTO_MH, IPPROTO_ROUTING};
 use mipsec::wire::tunnel::Encap;
 use mn::output::TunnelFormat;
@@ -64,56 +62,13 @@ pub fn classify(pkt: &[u8]) -> Payload {
     }
 }
 
-/// Source (`src`) or destination address of an IP packet.
-pub fn addr(pkt: &[u8], src: bool) -> Option<IpAddr> {
-    match pkt.first()? >> 4 {
-        4 => {
-            let at = if src { 12 } else { 16 };
-            let b: [u8; 4] = pkt.get(at..at + 4)?.try_into().ok()?;
-            Some(IpAddr::V4(Ipv4Addr::from(b)))
-        }
-        6 => {
-            let at = if src { 8 } else { 24 };
-            let b: [u8; 16] = pkt.get(at..at + 16)?.try_into().ok()?;
-            Some(IpAddr::V6(Ipv6Addr::from(b)))
-        }
-        _ => None,
-    }
-}
-
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running ip (iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 /// The TUN device, its reader thread, and the IPv4 home address on it.
 pub struct DataPlane {
-    tun: Arc<Tun>,
+    tun: TunDevice,
     hoa: Ipv6Addr,
     routes: Vec<String>,
     hoa4: Option<Ipv4Addr>,
-    stop: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
     pub stats: TunnelStats,
-}
-
-impl Drop for DataPlane {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-    }
 }
 
 impl DataPlane {
@@ -126,9 +81,7 @@ impl DataPlane {
         routes: &[String],
         tx: mpsc::Sender<Vec<u8>>,
     ) -> Result<Self> {
-        let tun = Tun::create(name).with_context(|| format!("creating TUN device {name}"))?;
-        tun.set_mtu(mtu).context("TUN MTU")?;
-        tun.up().context("TUN up")?;
+        let tun = TunDevice::start(name, mtu, tx)?;
         let dev = tun.name().to_string();
         // nodad: the home address is ours; DAD on a point-to-point TUN device only delays.
         ip(&[
@@ -152,29 +105,11 @@ impl DataPlane {
                 &hoa.to_string(),
             ])?;
         }
-        let tun = Arc::new(tun);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (t, s) = (tun.clone(), stop.clone());
-        let reader = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while !s.load(Ordering::Relaxed) {
-                if !t.wait_readable(200).unwrap_or(false) {
-                    continue;
-                }
-                if let Ok(n @ 1..) = t.recv(&mut buf) {
-                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
         Ok(DataPlane {
             tun,
             hoa,
             routes: routes.to_vec(),
             hoa4: None,
-            stop,
-            reader: Some(reader),
             stats: TunnelStats::default(),
         })
     }
@@ -214,7 +149,7 @@ impl DataPlane {
     /// A packet from the device: the bytes to send in UDP to the home agent, if the
     /// tunnel is UDP and the source is one of our home addresses.
     pub fn outbound<'p>(&mut self, t: Option<&TunnelFormat>, pkt: &'p [u8]) -> Option<&'p [u8]> {
-        let ok = match (t, addr(pkt, true)) {
+        let ok = match (t, source(pkt)) {
             (Some(t), Some(IpAddr::V6(s))) => s == t.hoa && matches!(t.encap, Encap::Udp { .. }),
             (Some(t), Some(IpAddr::V4(s))) => {
                 Some(s) == t.hoa4 && matches!(t.encap, Encap::Udp { .. })
@@ -233,7 +168,7 @@ impl DataPlane {
     /// A tunnelled packet from the home agent: written to the device when it is for one of
     /// our home addresses.
     pub fn inbound(&mut self, pkt: &[u8]) {
-        let ours = match addr(pkt, false) {
+        let ours = match destination(pkt) {
             Some(IpAddr::V6(d)) => d == self.hoa,
             Some(IpAddr::V4(d)) => Some(d) == self.hoa4,
             None => false,
@@ -284,19 +219,5 @@ mod tests {
         assert_eq!(classify(&[0x60; 10]), Payload::Malformed);
         assert_eq!(classify(&[]), Payload::Malformed);
         assert_eq!(classify(&[0x10; 60]), Payload::Malformed);
-    }
-
-    #[test]
-    fn addresses_of_both_families() {
-        let p = v6(58, "2001:db8::1", "2001:db8::2");
-        assert_eq!(addr(&p, true), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(addr(&p, false), Some("2001:db8::2".parse().unwrap()));
-        let mut p4 = vec![0u8; 20];
-        p4[0] = 0x45;
-        p4[12..16].copy_from_slice(&[198, 51, 100, 2]);
-        p4[16..20].copy_from_slice(&[203, 0, 113, 2]);
-        assert_eq!(addr(&p4, true), Some("198.51.100.2".parse().unwrap()));
-        assert_eq!(addr(&p4, false), Some("203.0.113.2".parse().unwrap()));
-        assert_eq!(addr(&p4[..15], true), None);
     }
 }

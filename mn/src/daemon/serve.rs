@@ -1,69 +1,21 @@
-//! The control socket (a Unix stream socket): the client writes one line, `status`, and
-//! reads a JSON answer until the server closes. The request goes to the main loop as a
-//! [`Query`]; the engine is never touched here.
+//! The control socket (`dsmip_daemon::control`): one request, `status`, answered with the
+//! JSON of `status.rs`. The request goes to the main loop as a [`Query`]; the engine is
+//! never touched here.
 
-use std::io::{Read as _, Write as _};
-use std::path::Path;
-use std::time::Duration;
-
-use anyhow::{Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use dsmip_daemon::control;
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+/// The one thing the control socket asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status;
 
 /// One `status` request and where its answer goes.
-#[derive(Debug)]
-pub struct Query {
-    pub reply: oneshot::Sender<String>,
-}
-
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+pub type Query = control::Query<Status>;
 
 /// Serve the control socket until the task is dropped.
 pub async fn control(listener: UnixListener, tx: mpsc::Sender<Query>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut line = String::new();
-            let mut reader = BufReader::new(r.take(256));
-            let read = reader.read_line(&mut line);
-            if !matches!(tokio::time::timeout(IO_TIMEOUT, read).await, Ok(Ok(_))) {
-                return;
-            }
-            let answer = match line.trim() {
-                "status" => {
-                    let (reply, rx) = oneshot::channel();
-                    match tx.send(Query { reply }).await {
-                        Ok(()) => rx.await.ok(),
-                        Err(_) => None,
-                    }
-                }
-                other => Some(
-                    serde_json::json!({ "error": format!("unknown request `{other}`") })
-                        .to_string(),
-                ),
-            };
-            if let Some(a) = answer {
-                let _ = tokio::time::timeout(IO_TIMEOUT, w.write_all(a.as_bytes())).await;
-            }
-            let _ = w.shutdown().await;
-        });
-    }
-}
-
-/// The client side: send `request`, return the whole answer.
-pub fn client(socket: &Path, request: &str) -> Result<String> {
-    let mut s = std::os::unix::net::UnixStream::connect(socket)
-        .with_context(|| format!("connecting to {} (is dsmip-mn running?)", socket.display()))?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.write_all(format!("{request}\n").as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
+    control::serve(listener, tx, |req| (req == "status").then_some(Status)).await
 }
 
 #[cfg(test)]
@@ -71,7 +23,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "current_thread")]
-    async fn status_and_unknown_requests() {
+    async fn status_is_the_only_request() {
         let dir = std::env::temp_dir().join(format!("dsmip-mn-ctl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ctl.sock");
@@ -86,12 +38,16 @@ mod tests {
         });
         let p = path.clone();
         let (a, b) = tokio::task::spawn_blocking(move || {
-            (client(&p, "status").unwrap(), client(&p, "bogus").unwrap())
+            (
+                control::request("dsmip-mn", &p, "status"),
+                control::request("dsmip-mn", &p, "bindings"),
+            )
         })
         .await
         .unwrap();
-        assert_eq!(a, "{\"state\":\"registered\"}");
-        assert!(b.contains("unknown request `bogus`"), "{b}");
+        assert_eq!(a.unwrap()["state"], "registered");
+        let b = format!("{:#}", b.unwrap_err());
+        assert!(b.contains("unknown request `bindings`"), "{b}");
         server.abort();
         answerer.abort();
         let _ = std::fs::remove_dir_all(&dir);
