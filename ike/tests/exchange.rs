@@ -1023,3 +1023,131 @@ fn lifetimes_rekey_the_child_sa_then_the_ike_sa() {
         .any(|e| matches!(e, Event::ChildSaUp { sa: s, .. } if *s == new)));
     assert_eq!((p.i.len(), p.r.len()), (1, 1));
 }
+
+/// RFC 5555 §5.2.2 next to §5.2.1: the responder's main policy is transport mode for one
+/// address (the home agent); a tunnel-mode request with TSr = ::/0, 0.0.0.0/0 must get the
+/// tunnel-mode policy with its full ranges, not the transport policy narrowed to one
+/// address (RFC 7296 §1.3.1: the mode is the initiator's to ask).
+#[test]
+fn responder_picks_the_policy_of_the_asked_mode() {
+    let (hoa, hoa4, ha) = (
+        ip("2001:db8:1::10"),
+        ip("198.51.100.2"),
+        ip("2001:db8:1::1"),
+    );
+    let esp = vec![Proposal::parse("aes128gcm16", ProtocolId::ESP).unwrap()];
+    let mut r = responder_cfg("aes128gcm16-prfsha256-x25519", "aes128gcm16");
+    r.transport = true;
+    r.ts_local = vec![TrafficSelector::prefix(ha, 128)];
+    r.ts_remote = vec![TrafficSelector::prefix(ip("2001:db8:1::"), 64)];
+    let any = vec![
+        TrafficSelector::prefix(ip("::"), 0),
+        TrafficSelector::prefix(ip("0.0.0.0"), 0),
+    ];
+    r.extra_children = vec![ike::sa::ChildPolicy {
+        esp_proposals: esp.clone(),
+        ts_local: any.clone(),
+        ts_remote: vec![
+            TrafficSelector::prefix(ip("2001:db8:1::"), 64),
+            TrafficSelector::prefix(ip("198.51.100.0"), 28),
+        ],
+        transport: false,
+    }];
+    let mut c = initiator_cfg("aes128gcm16-prfsha256-x25519", "aes128gcm16");
+    c.transport = true;
+    c.ts_local = vec![TrafficSelector::mh(hoa, 5)];
+    c.ts_remote = vec![TrafficSelector::mh(ha, 6)];
+    let mut p = Pair::new(r, 41);
+    let sa = p.connect(c);
+    p.drive();
+    let first = children(&p.r_events);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].mode, Mode::Transport, "the signalling SA");
+    assert_eq!(first[0].ts_local, vec![TrafficSelector::mh(ha, 6)]);
+    // The data SA: tunnel mode, both home addresses, everything on the other side.
+    let data = ike::sa::ChildPolicy {
+        esp_proposals: esp,
+        ts_local: vec![
+            TrafficSelector::prefix(hoa, 128),
+            TrafficSelector::prefix(hoa4, 32),
+        ],
+        ts_remote: any.clone(),
+        transport: false,
+    };
+    p.i.create_child(p.now, sa, data.clone()).unwrap();
+    assert_eq!(p.drive(), 2);
+    let (ci, cr) = (children(&p.i_events), children(&p.r_events));
+    assert_eq!((ci.len(), cr.len()), (2, 2));
+    assert_eq!(cr[1].mode, Mode::Tunnel);
+    assert_eq!(
+        cr[1].ts_local, any,
+        "not narrowed to the home agent's address"
+    );
+    assert_eq!(cr[1].ts_remote, data.ts_local);
+    assert_eq!(ci[1].ts_remote, any);
+    // A transport-mode request still gets the transport policy although the tunnel one
+    // would also fit its selectors.
+    let sig = ike::sa::ChildPolicy {
+        esp_proposals: data.esp_proposals.clone(),
+        ts_local: vec![TrafficSelector::prefix(hoa, 128)],
+        ts_remote: vec![TrafficSelector::prefix(ha, 128)],
+        transport: true,
+    };
+    p.i.create_child(p.now, sa, sig).unwrap();
+    p.drive();
+    let cr = children(&p.r_events);
+    assert_eq!(cr.len(), 3);
+    assert_eq!(cr[2].mode, Mode::Transport);
+}
+
+/// RFC 4877 §4.4: a home agent moves the IKE SA to a K-flag binding's new care-of address
+/// (`set_peer_address`), and with `follow_peer` an authenticated message from a new
+/// address moves it without a NAT in the path; without it, only NATed peers are followed.
+#[test]
+fn k_flag_peer_moves_by_call_and_by_authenticated_message() {
+    let mut p = Pair::new(
+        responder_cfg("aes128gcm16-prfsha256-x25519", "aes128gcm16"),
+        43,
+    );
+    let sa = p.connect(initiator_cfg("aes128gcm16-prfsha256-x25519", "aes128gcm16"));
+    p.drive();
+    let r_sa = p
+        .r_events
+        .iter()
+        .find_map(|e| match e {
+            Event::IkeSaUp { sa, .. } => Some(*sa),
+            _ => None,
+        })
+        .unwrap();
+    let moved = SocketAddr::new(ip("203.0.113.9"), 500);
+    // A liveness check from a new address, no NAT, no follow_peer: not followed.
+    let from_new = |p: &mut Pair| {
+        p.i.liveness(p.now, sa).unwrap();
+        let t = p.i.poll_transmit().unwrap();
+        let i_local = SocketAddr::new(ip(I_PUB), t.local_port);
+        p.r.handle_datagram(p.now, t.remote, moved, &t.data);
+        let reply = p.r.poll_transmit().expect("answered");
+        let changed = std::iter::from_fn(|| p.r.poll_event())
+            .any(|e| matches!(e, Event::PeerAddressChanged { remote, .. } if remote == moved));
+        // Give the initiator its answer so the next request may go.
+        let src = SocketAddr::new(ip(R_ADDR), reply.local_port);
+        p.i.handle_datagram(p.now, i_local, src, &reply.data);
+        (reply.remote, changed)
+    };
+    let old = p.r.info(r_sa).unwrap().remote;
+    let (to, changed) = from_new(&mut p);
+    assert_eq!(to, old);
+    assert!(!changed);
+    assert_eq!(p.r.info(r_sa).unwrap().remote, old);
+    p.r.follow_peer(r_sa, true).unwrap();
+    let (to, changed) = from_new(&mut p);
+    assert_eq!(to, moved, "the answer goes to the new address");
+    assert!(changed, "PeerAddressChanged reported");
+    assert_eq!(p.r.info(r_sa).unwrap().remote, moved);
+    // Moved by the home agent itself: its own next request goes there.
+    let there = SocketAddr::new(ip("203.0.113.10"), 4500);
+    p.r.set_peer_address(r_sa, there).unwrap();
+    p.r.liveness(p.now, r_sa).unwrap();
+    assert_eq!(p.r.poll_transmit().unwrap().remote, there);
+    assert!(p.r.set_peer_address(12345, there).is_err());
+}

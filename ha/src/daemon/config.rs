@@ -154,7 +154,7 @@ pub fn parse(path: &Path, text: &str) -> Result<DaemonFile, ConfigError> {
         }
         None => {}
         Some(ip) => {
-            ip.responder(file.home_agent.address, &file.home_agent.home_prefixes)
+            ip.responder(&file.home_agent)
                 .map_err(|e| err("ipsec.ike_proposal", format!("{e:#}")))?;
             for (i, p) in ip.peers.iter().enumerate() {
                 if !file

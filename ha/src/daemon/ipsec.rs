@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use ha::SaInfo;
 use ike::crypto::SystemRng;
 use ike::proposal::Proposal;
-use ike::sa::{ChildSa, Config, Endpoint, Event, Mode, SaId};
+use ike::sa::{ChildPolicy, ChildSa, Config, Endpoint, Event, Mode, SaId};
 use ike::wire::payload::IdRepr;
 use ike::wire::ts::TrafficSelector;
 use ike::wire::ProtocolId;
@@ -25,6 +25,8 @@ use mipsec::wire::ip::{Ipv6Repr, IPPROTO_DSTOPTS, IPPROTO_ESP};
 use serde::Deserialize;
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
+
+use super::datasa::{check, DataSas, Refusal};
 
 /// A pre-shared key: never printed.
 #[derive(Clone, Deserialize)]
@@ -80,8 +82,12 @@ fn default_natt_port() -> u16 {
 
 impl IpsecConfig {
     /// The responder configuration: transport mode, the HA's address with MH as our
-    /// selector, any address of the home prefixes as the peer's (narrowed to the HoA).
-    pub fn responder(&self, ha: Ipv6Addr, home_prefixes: &[ipnet::Ipv6Net]) -> Result<Config> {
+    /// selector, any address of the home prefixes as the peer's (narrowed to the HoA);
+    /// and, in CREATE_CHILD_SA, the data SA of RFC 5555 §5.2.2: tunnel mode, everything
+    /// (::/0, 0.0.0.0/0) on our side, the home prefixes and IPv4 home address space on the
+    /// peer's (narrowed to its home addresses; `datasa::check` decides per identity).
+    pub fn responder(&self, ha_cfg: &ha::HaConfig) -> Result<Config> {
+        let (ha, home_prefixes) = (ha_cfg.address, &ha_cfg.home_prefixes);
         let mut c = Config::psk(&self.local_id, None, self.psk.0.as_bytes());
         c.ike_proposals =
             vec![Proposal::parse(&self.ike_proposal, ProtocolId::IKE)
@@ -95,6 +101,24 @@ impl IpsecConfig {
             .iter()
             .map(|p| TrafficSelector::prefix(IpAddr::V6(p.network()), p.prefix_len()))
             .collect();
+        let v4 = ha_cfg.ipv4_pools.iter().map(|p| p.range).chain(
+            ha_cfg
+                .mobile_nodes
+                .iter()
+                .filter_map(|m| m.ipv4_home_address),
+        );
+        let mut data_remote = c.ts_remote.clone();
+        data_remote
+            .extend(v4.map(|n| TrafficSelector::prefix(IpAddr::V4(n.network()), n.prefix_len())));
+        c.extra_children = vec![ChildPolicy {
+            esp_proposals: c.esp_proposals.clone(),
+            ts_local: vec![
+                TrafficSelector::prefix(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+                TrafficSelector::prefix(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            ],
+            ts_remote: data_remote,
+            transport: false,
+        }];
         c.ike_port = self.ike_port;
         c.natt_port = self.natt_port;
         Ok(c)
@@ -112,7 +136,19 @@ pub struct IpsecStats {
     pub ike_sas: u64,
     pub esp_errors: u64,
     pub esp_unknown_spi: u64,
+    /// Data SAs (tunnel mode, RFC 5555 §5.2.2).
+    pub data_sas_installed: u64,
+    pub data_sas_refused: u64,
+    pub data_sas_removed: u64,
+    /// IKE SAs moved to a K-flag binding's new care-of address, or following an
+    /// authenticated IKE message from a new address (RFC 4877 §4.4).
+    pub ike_peer_moves: u64,
+    /// Data SAs installed now (gauge).
+    pub data_sas: u64,
 }
+
+/// The IPv4 home address (or prefix) of a home address's binding, for data SA checks.
+pub type V4Of<'a> = &'a dyn Fn(&Ipv6Addr) -> Option<ipnet::Ipv4Net>;
 
 /// The responder, its sockets and the installed transport-mode SAs.
 pub struct Ipsec {
@@ -124,6 +160,8 @@ pub struct Ipsec {
     /// Inbound SPI -> SA, the home address it authenticates, the IKE SA it belongs to.
     inbound: HashMap<u32, (InboundSa, Ipv6Addr, SaId)>,
     outbound: HashMap<Ipv6Addr, OutboundSa>,
+    /// Tunnel-mode data SAs (RFC 5555 §5.2.2).
+    pub data: DataSas,
     pub stats: IpsecStats,
 }
 
@@ -148,6 +186,7 @@ impl Ipsec {
             peers,
             inbound: HashMap::new(),
             outbound: HashMap::new(),
+            data: DataSas::default(),
             stats: IpsecStats::default(),
         })
     }
@@ -172,20 +211,26 @@ impl Ipsec {
         self.endpoint.poll_timeout()
     }
 
-    pub async fn handle_timeout(&mut self, now: Instant) {
+    pub async fn handle_timeout(&mut self, now: Instant, v4_of: V4Of<'_>) {
         self.endpoint.handle_timeout(now);
-        self.flush().await;
+        self.flush(v4_of).await;
     }
 
     /// An IKE datagram arrived on `local_port` from `from`.
-    pub async fn handle_ike(&mut self, local_port: u16, from: SocketAddr, data: &[u8]) {
+    pub async fn handle_ike(
+        &mut self,
+        local_port: u16,
+        from: SocketAddr,
+        data: &[u8],
+        v4_of: V4Of<'_>,
+    ) {
         let local = SocketAddr::new(IpAddr::V4(self.local_v4), local_port);
         self.endpoint
             .handle_datagram(Instant::now(), local, from, data);
-        self.flush().await;
+        self.flush(v4_of).await;
     }
 
-    async fn flush(&mut self) {
+    async fn flush(&mut self, v4_of: V4Of<'_>) {
         while let Some(t) = self.endpoint.poll_transmit() {
             let sock = if t.local_port == self.natt.local_addr().map_or(0, |a| a.port()) {
                 &self.natt
@@ -204,7 +249,11 @@ impl Ipsec {
                 }
                 Event::ChildSaUp { sa, child } => {
                     let id = self.endpoint.info(sa).map(|i| i.remote_id.clone());
-                    self.install(sa, id, &child);
+                    if child.mode == Mode::Tunnel {
+                        self.install_data(sa, id, &child, v4_of);
+                    } else {
+                        self.install(sa, id, &child);
+                    }
                 }
                 Event::ChildSaDown { spi_in, .. } => self.remove(|spi, _| spi == spi_in),
                 Event::IkeSaRekeyed { old, new, .. } => {
@@ -213,21 +262,33 @@ impl Ipsec {
                             *owner = new;
                         }
                     }
+                    self.data.rekeyed(old, new);
                 }
                 Event::IkeSaDown { sa } => self.remove(|_, owner| owner == sa),
                 Event::Failed { sa, reason } => {
                     info!(?reason, "IKE SA failed");
                     self.remove(|_, owner| owner == sa);
                 }
+                Event::PeerAddressChanged { sa, remote } => {
+                    // RFC 4877 §4.4 / RFC 7296 §2.23: ESP in UDP follows the IKE SA.
+                    self.stats.ike_peer_moves += 1;
+                    self.data.peer_moved(sa, remote);
+                    info!(%remote, "IKE SA follows its peer to a new address");
+                }
                 other => info!(event = ?other, "IKE event"),
             }
         }
         self.stats.ike_sas = self.endpoint.len() as u64;
+        self.stats.data_sas = self.data.len() as u64;
     }
 
     /// Remove the SAs matching `gone(spi_in, ike_sa)` and the outbound SAs of their home
     /// addresses; a BU under them is then dropped (`esp_no_sa`).
-    fn remove(&mut self, gone: impl Fn(u32, SaId) -> bool) {
+    fn remove(&mut self, gone: impl Fn(u32, SaId) -> bool + Copy) {
+        for (hoa, (spi_in, spi_out)) in self.data.remove(gone) {
+            self.stats.data_sas_removed += 1;
+            info!(%hoa, spi_in = format_args!("{spi_in:#x}"), spi_out = format_args!("{spi_out:#x}"), "data SA removed");
+        }
         let dead: Vec<(u32, Ipv6Addr)> = self
             .inbound
             .iter()
@@ -283,6 +344,80 @@ impl Ipsec {
                 warn!("CHILD_SA not installed: key length does not fit the transform");
             }
         }
+    }
+
+    /// Install a tunnel-mode data SA (RFC 5555 §5.2.2) if `datasa::check` allows it.
+    fn install_data(&mut self, sa: SaId, id: Option<IdRepr>, child: &ChildSa, v4_of: V4Of<'_>) {
+        let hoa = id.as_ref().and_then(|i| self.peers.get(i)).copied();
+        let checked = check(child, hoa, hoa.and_then(|h| v4_of(&h)));
+        let res = match (checked, hoa) {
+            (Ok(homes), Some(hoa)) => self
+                .data
+                .install(hoa, sa, child, homes)
+                .map(|old| (hoa, old)),
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(Refusal::UnknownIdentity),
+        };
+        match res {
+            Ok((hoa, old)) => {
+                self.stats.data_sas_installed += 1;
+                if old.is_some() {
+                    self.stats.data_sas_removed += 1;
+                }
+                info!(%hoa, spi_in = format_args!("{:#x}", child.spi_in), spi_out = format_args!("{:#x}", child.spi_out), udp = child.encap.is_some(), replaced = ?old, "tunnel-mode data SA installed");
+            }
+            Err(e) => {
+                self.stats.data_sas_refused += 1;
+                let ts: Vec<String> = child
+                    .ts_remote
+                    .iter()
+                    .map(|t| format!("{}-{}", t.start_addr, t.end_addr))
+                    .collect();
+                warn!(spi_in = format_args!("{:#x}", child.spi_in), id = ?id, ?ts, reason = e.reason(), "data SA not installed");
+            }
+        }
+    }
+
+    /// The IKE SA that brought up the signalling SA of `hoa`.
+    fn owner_of(&self, hoa: &Ipv6Addr) -> Option<SaId> {
+        self.inbound
+            .values()
+            .find(|(_, h, _)| h == hoa)
+            .map(|(_, _, o)| *o)
+    }
+
+    /// A BU with K was accepted for `hoa` (RFC 4877 §4.4): its IKE SA follows
+    /// authenticated messages from any new address from now on.
+    pub fn follow_k(&mut self, hoa: &Ipv6Addr) {
+        if let Some(o) = self.owner_of(hoa) {
+            let _ = self.endpoint.follow_peer(o, true);
+        }
+    }
+
+    /// A K-flag binding moved to `ip` (RFC 6275 §11.7.1, RFC 4877 §4.4): the IKE SA and
+    /// the data SA's UDP peer move there (same port until the peer's next message).
+    pub fn move_peer(&mut self, hoa: &Ipv6Addr, ip: IpAddr) {
+        self.data.peer_ip_moved(hoa, ip);
+        let Some(o) = self.owner_of(hoa) else { return };
+        let Some(old) = self.endpoint.info(o).map(|i| i.remote) else {
+            return;
+        };
+        if old.ip() == ip {
+            return;
+        }
+        let to = SocketAddr::new(ip, old.port());
+        match self.endpoint.set_peer_address(o, to) {
+            Ok(()) => {
+                self.stats.ike_peer_moves += 1;
+                info!(%hoa, from = %old, %to, "IKE SA moved with the binding (K flag)");
+            }
+            Err(e) => warn!(%hoa, error = %e, "IKE SA not moved"),
+        }
+    }
+
+    /// SPIs (inbound, outbound) of the data SA of a home address.
+    pub fn data_spis(&self, hoa: &Ipv6Addr) -> Option<(u32, u32)> {
+        self.data.get(hoa).map(|d| d.spis())
     }
 
     /// SPIs (inbound, outbound) of the SA of a home address, for `dsmip-ha bindings`.
@@ -354,4 +489,52 @@ fn esp_spi(pkt: &[u8]) -> Option<u32> {
     };
     let s = pkt.get(at..at + 4)?;
     Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responder_offers_the_data_sa_policy_in_tunnel_mode() {
+        let cfg: IpsecConfig =
+            toml::from_str("local_id = \"ha.example.org\"\npsk = \"k\"\n").unwrap();
+        let mut ha_cfg = ha::HaConfig::new(
+            "2001:db8:1::1".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            vec!["2001:db8:1::/64".parse().unwrap()],
+        );
+        ha_cfg.ipv4_pools.push(ha::PoolConfig {
+            range: "198.51.100.0/28".parse().unwrap(),
+            exclude: vec![],
+        });
+        let c = cfg.responder(&ha_cfg).unwrap();
+        assert!(c.transport, "the signalling SA stays transport mode");
+        assert_eq!(
+            c.ts_local,
+            vec![TrafficSelector::prefix(
+                "2001:db8:1::1".parse().unwrap(),
+                128
+            )]
+        );
+        let [data] = c.extra_children.as_slice() else {
+            panic!("one extra policy: {:?}", c.extra_children)
+        };
+        assert!(!data.transport);
+        assert_eq!(data.esp_proposals, c.esp_proposals);
+        assert_eq!(
+            data.ts_local,
+            vec![
+                TrafficSelector::prefix("::".parse().unwrap(), 0),
+                TrafficSelector::prefix("0.0.0.0".parse().unwrap(), 0),
+            ]
+        );
+        assert_eq!(
+            data.ts_remote,
+            vec![
+                TrafficSelector::prefix("2001:db8:1::".parse().unwrap(), 64),
+                TrafficSelector::prefix("198.51.100.0".parse().unwrap(), 28),
+            ]
+        );
+    }
 }

@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod datasa;
 pub mod ipsec;
+pub mod raw;
 pub mod report;
 pub mod run;
 pub mod rx;

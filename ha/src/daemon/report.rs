@@ -72,6 +72,7 @@ pub fn bindings_json(
     agent: &HomeAgent,
     now: Instant,
     spis: &dyn Fn(&std::net::Ipv6Addr) -> Option<(u32, u32)>,
+    data_spis: &dyn Fn(&std::net::Ipv6Addr) -> Option<(u32, u32)>,
 ) -> Value {
     let list: Vec<Value> = agent
         .bindings()
@@ -92,6 +93,10 @@ pub fn bindings_json(
                     .map(ToString::to_string)
                     .collect::<Vec<_>>(),
                 "sa_spis": spis(&b.hoa).map(|(i, o)| json!({
+                    "in": format!("{i:#010x}"),
+                    "out": format!("{o:#010x}"),
+                })),
+                "data_sa_spis": data_spis(&b.hoa).map(|(i, o)| json!({
                     "in": format!("{i:#010x}"),
                     "out": format!("{o:#010x}"),
                 })),
@@ -134,13 +139,13 @@ pub fn human_table(kind: &str, v: &Value) -> String {
     if kind == "bindings" {
         let _ = writeln!(
             out,
-            "{:<28} {:<18} {:<28} {:<22} {:<4} {:<9} {:>8}",
-            "HOME ADDRESS", "IPV4 HOA", "CARE-OF", "PEER:PORT", "NAT", "ENCAP", "LIFETIME"
+            "{:<28} {:<18} {:<28} {:<22} {:<4} {:<9} {:>8}  DATA SA (IN/OUT)",
+            "HOME ADDRESS", "IPV4 HOA", "CARE-OF", "PEER:PORT", "NAT", "ENCAP", "LIFETIME",
         );
         for r in rows {
             let _ = writeln!(
                 out,
-                "{:<28} {:<18} {:<28} {:<22} {:<4} {:<9} {:>7}s",
+                "{:<28} {:<18} {:<28} {:<22} {:<4} {:<9} {:>7}s  {}",
                 s(r, "home_address"),
                 s(r, "ipv4_home_address"),
                 s(r, "care_of_address"),
@@ -152,6 +157,14 @@ pub fn human_table(kind: &str, v: &Value) -> String {
                 },
                 s(r, "encapsulation"),
                 s(r, "lifetime_left"),
+                match &r["data_sa_spis"] {
+                    Value::Object(o) => format!(
+                        "{}/{}",
+                        o.get("in").and_then(Value::as_str).unwrap_or("?"),
+                        o.get("out").and_then(Value::as_str).unwrap_or("?")
+                    ),
+                    _ => "-".into(),
+                },
             );
         }
     } else {
@@ -369,32 +382,80 @@ pub fn metrics_text(
             "ESP packets for no installed SA.",
             &one(ip.esp_unknown_spi),
         );
+        metric(
+            &mut out,
+            "dsmip_ha_data_sas_installed_total",
+            "counter",
+            "Tunnel-mode data SAs installed (RFC 5555 §5.2.2).",
+            &one(ip.data_sas_installed),
+        );
+        metric(
+            &mut out,
+            "dsmip_ha_data_sas_refused_total",
+            "counter",
+            "Tunnel-mode data SAs not installed (identity or selectors).",
+            &one(ip.data_sas_refused),
+        );
+        metric(
+            &mut out,
+            "dsmip_ha_data_sas_removed_total",
+            "counter",
+            "Data SAs removed (deleted, replaced, IKE SA down or failed).",
+            &one(ip.data_sas_removed),
+        );
+        metric(
+            &mut out,
+            "dsmip_ha_data_sas",
+            "gauge",
+            "Tunnel-mode data SAs installed now.",
+            &one(ip.data_sas),
+        );
+        metric(
+            &mut out,
+            "dsmip_ha_ike_peer_moves_total",
+            "counter",
+            "IKE SAs moved to a new peer address (K flag or an authenticated message).",
+            &one(ip.ike_peer_moves),
+        );
     }
     out
 }
 
-/// Packets and bytes of the UDP tunnels (only kind so far), appended to the metrics.
+/// Packets and bytes per tunnel kind, appended to the metrics.
 pub fn tunnel_metrics(out: &mut String, t: &super::dataplane::TunnelStats) {
-    let kind = |dir: &str, v: u64| (format!("{{kind=\"udp4191\",dir=\"{dir}\"}}"), v);
+    use super::dataplane::Kind;
+    let per = |f: &dyn Fn(super::dataplane::KindStats) -> (u64, u64)| {
+        Kind::ALL
+            .iter()
+            .flat_map(|k| {
+                let (rx, tx) = f(t.kind(*k));
+                let l = k.label();
+                [
+                    (format!("{{kind=\"{l}\",dir=\"rx\"}}"), rx),
+                    (format!("{{kind=\"{l}\",dir=\"tx\"}}"), tx),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
     metric(
         out,
         "dsmip_ha_tunnel_packets_total",
         "counter",
         "Tunnelled packets by tunnel kind and direction (rx: from mobile nodes).",
-        &[kind("rx", t.rx_packets), kind("tx", t.tx_packets)],
+        &per(&|k| (k.rx_packets, k.tx_packets)),
     );
     metric(
         out,
         "dsmip_ha_tunnel_bytes_total",
         "counter",
         "Tunnelled inner bytes by tunnel kind and direction.",
-        &[kind("rx", t.rx_bytes), kind("tx", t.tx_bytes)],
+        &per(&|k| (k.rx_bytes, k.tx_bytes)),
     );
     metric(
         out,
         "dsmip_ha_tunnel_drops_total",
         "counter",
-        "Tunnel packets dropped: inner source not bound to the outer source (spoofed), no UDP binding (no_route).",
+        "Tunnel packets dropped: inner source not bound to the outer source or the SA (spoofed), no binding or no usable tunnel (no_route).",
         &[
             ("{reason=\"spoofed\"}".into(), t.spoofed),
             ("{reason=\"no_route\"}".into(), t.no_route),
@@ -470,7 +531,7 @@ mod tests {
         assert!(t.contains(" yes ") && t.ends_with("1 bindings"), "{t}");
         let a = agent();
         assert_eq!(
-            bindings_json(&a, Instant::now(), &|_| None),
+            bindings_json(&a, Instant::now(), &|_| None, &|_| None),
             serde_json::json!([])
         );
         assert_eq!(

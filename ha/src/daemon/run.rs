@@ -3,7 +3,7 @@
 //! the control socket and the metrics endpoint, and SIGTERM/SIGINT (leases flushed, socket
 //! file removed, then exit).
 
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
@@ -15,11 +15,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::config::DaemonFile;
-use super::dataplane::DataPlane;
+use super::dataplane::{plain_tunnel, DataPlane, Kind, Plain};
+use super::datasa::InDrop;
 use super::ipsec::Ipsec;
+use super::raw::{RawPacket, RawTunnels, PROTO_ESP};
 use super::report::{self, DriverDrop, DriverStats};
 use super::rx::{self, Inbound};
 use super::serve::{self, Ask, Query};
+use dsmip_daemon::net::{destination, source};
 
 /// State of the main loop.
 struct Daemon {
@@ -29,6 +32,8 @@ struct Daemon {
     require_ipsec: bool,
     ipsec: Option<Ipsec>,
     data: Option<DataPlane>,
+    /// Raw IPv4 sockets for IP-in-IP and ESP (with the data plane).
+    raw: Option<RawTunnels>,
 }
 
 /// Receive on an optional socket; pends forever without one.
@@ -75,7 +80,7 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
     let listen = SocketAddrV4::new(cfg.listen_v4(), d.port);
     let ipsec = match &cfg.ipsec {
         Some(ip) => {
-            let responder = ip.responder(cfg.home_agent.address, &cfg.home_agent.home_prefixes)?;
+            let responder = ip.responder(&cfg.home_agent)?;
             let i = Ipsec::bind(ip, responder, cfg.listen_v4()).await?;
             info!(
                 ike = ip.ike_port,
@@ -94,6 +99,7 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
     let control = UnixListener::bind(&d.control_socket)
         .with_context(|| format!("control socket {}", d.control_socket.display()))?;
     let (tun_tx, mut tun_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let (raw_tx, mut raw_rx) = mpsc::channel::<RawPacket>(1024);
     let data = match &d.tun {
         Some(name) => {
             let dp = DataPlane::start(
@@ -107,6 +113,18 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
             Some(dp)
         }
         None => None,
+    };
+    // RFC 5555 §4.1 IP-in-IP and §5.2.2 raw ESP: raw IPv4 sockets, with the data plane.
+    let raw = match data {
+        Some(_) => {
+            let r = RawTunnels::start(raw_tx)?;
+            info!("data plane: raw IPv4 sockets for protocols 4, 41 and 50");
+            Some(r)
+        }
+        None => {
+            drop(raw_tx);
+            None
+        }
     };
     let (tx, mut queries) = mpsc::channel::<Query>(64);
     let control_task = tokio::spawn(serve::control(control, tx.clone()));
@@ -131,6 +149,7 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
         require_ipsec: d.require_ipsec,
         ipsec,
         data,
+        raw,
     };
     info!(udp = %listen, control = %d.control_socket.display(), require_ipsec = d.require_ipsec, "dsmip-ha running");
     let mut buf = vec![0u8; 65_536];
@@ -151,25 +170,29 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
                 Err(e) => warn!(error = %e, "UDP receive failed"),
             },
             r = recv_opt(daemon.ipsec.as_ref().map(Ipsec::ike_socket), &mut ike_buf) => {
+                let agent = &daemon.agent;
+                let v4 = |h: &Ipv6Addr| agent.binding(h).and_then(|b| b.ipv4.map(|v| v.net));
                 if let (Ok((n, from)), Some(ip)) = (r, daemon.ipsec.as_mut()) {
                     let port = ip.ike_socket().local_addr().map_or(0, |a| a.port());
-                    ip.handle_ike(port, from, &ike_buf[..n]).await;
+                    ip.handle_ike(port, from, &ike_buf[..n], &v4).await;
                 }
             }
             r = recv_opt(daemon.ipsec.as_ref().map(Ipsec::natt_socket), &mut natt_buf) => {
-                if let (Ok((n, from)), Some(ip)) = (r, daemon.ipsec.as_mut()) {
-                    let port = ip.natt_socket().local_addr().map_or(0, |a| a.port());
-                    ip.handle_ike(port, from, &natt_buf[..n]).await;
+                if let Ok((n, from)) = r {
+                    daemon.natt_datagram(from, &mut natt_buf[..n]).await;
                 }
             }
             () = sleep => {
                 let now = Instant::now();
                 daemon.agent.handle_timeout(now);
                 daemon.drain_events();
+                let agent = &daemon.agent;
+                let v4 = |h: &Ipv6Addr| agent.binding(h).and_then(|b| b.ipv4.map(|v| v.net));
                 if let Some(ip) = daemon.ipsec.as_mut() {
-                    ip.handle_timeout(now).await;
+                    ip.handle_timeout(now, &v4).await;
                 }
             }
+            Some(p) = raw_rx.recv() => daemon.raw_packet(p).await,
             Some(q) = queries.recv() => daemon.answer(q),
             Some(pkt) = tun_rx.recv() => daemon.handle_tun_packet(&pkt).await,
             _ = term.recv() => break "SIGTERM",
@@ -179,6 +202,7 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
     };
     // The TUN reader may wait on a full channel: closing it lets the thread end.
     drop(tun_rx);
+    drop(raw_rx);
     control_task.abort();
     if let Some(t) = metrics_task {
         t.abort();
@@ -235,7 +259,9 @@ impl Daemon {
         let text = match q.ask {
             Ask::Bindings => {
                 let spis = |h: &std::net::Ipv6Addr| self.ipsec.as_ref().and_then(|i| i.spis(h));
-                report::bindings_json(&self.agent, now, &spis).to_string()
+                let data =
+                    |h: &std::net::Ipv6Addr| self.ipsec.as_ref().and_then(|i| i.data_spis(h));
+                report::bindings_json(&self.agent, now, &spis, &data).to_string()
             }
             Ask::Leases => report::leases_json(&self.agent, SystemTime::now()).to_string(),
             Ask::Metrics => {
@@ -306,12 +332,112 @@ impl Daemon {
         }
     }
 
-    /// A packet the kernel routed into the TUN device: into the UDP tunnel of its binding.
+    /// A packet the kernel routed into the TUN device: into its binding's data SA (RFC 5555
+    /// §5.2.2) when there is one, else into the binding's plain tunnel (§4.1).
     async fn handle_tun_packet(&mut self, pkt: &[u8]) {
         let Some(dp) = self.data.as_mut() else { return };
-        if let Some(to) = dp.tunnel_destination(&self.agent, pkt) {
-            if let Err(e) = self.sock.send_to(pkt, to).await {
-                debug!(error = %e, %to, "tunnel send failed");
+        let route = destination(pkt).and_then(|d| self.agent.route(Instant::now(), d));
+        let Some(route) = route else {
+            dp.stats.no_route += 1;
+            return;
+        };
+        if let Some(ip) = self.ipsec.as_mut() {
+            // ESP adds at most 8 (header) + 16 (IV) + 17 (padding, trailer) + 16 (ICV).
+            let mut esp = vec![0u8; pkt.len() + 64];
+            if let Some((n, peer)) = ip.data.seal(&route.hoa, pkt, &mut esp) {
+                let b = self.agent.binding(&route.hoa);
+                // Behind a NAT: UDP 4500 to the NAT's mapping; else raw ESP to the CoA.
+                let sent = match b.map(|b| (b.nat, b.coa)) {
+                    Some((true, _)) => ip
+                        .natt_socket()
+                        .send_to(&esp[..n], peer)
+                        .await
+                        .map(|_| Kind::EspUdp),
+                    Some((false, IpAddr::V4(coa))) => match self.raw.as_ref() {
+                        Some(r) => r.send(PROTO_ESP, &esp[..n], coa).map(|_| Kind::Esp),
+                        None => Err(std::io::Error::other("no raw sockets")),
+                    },
+                    _ => Err(std::io::Error::other("no IPv4 care-of address")),
+                };
+                match sent {
+                    Ok(kind) => dp.stats.tx(kind, pkt.len()),
+                    Err(e) => {
+                        dp.stats.no_route += 1;
+                        debug!(error = %e, hoa = %route.hoa, "ESP send failed");
+                    }
+                }
+                return;
+            }
+        }
+        let sent = match plain_tunnel(&route, pkt) {
+            Some(Plain::Udp(to)) => self.sock.send_to(pkt, to).await.map(|_| Kind::Udp4191),
+            Some(Plain::IpIp { protocol, dst }) => match self.raw.as_ref() {
+                Some(r) => r.send(protocol, pkt, dst).map(|_| Kind::IpIp),
+                None => Err(std::io::Error::other("no raw sockets")),
+            },
+            None => Err(std::io::Error::other("no tunnel for this binding")),
+        };
+        match sent {
+            Ok(kind) => dp.stats.tx(kind, pkt.len()),
+            Err(e) => {
+                dp.stats.no_route += 1;
+                debug!(error = %e, hoa = %route.hoa, "tunnel send failed");
+            }
+        }
+    }
+
+    /// A datagram on the NAT-T port: IKE (non-ESP marker) and keepalives go to the IKE
+    /// engine, ESP (RFC 3948 §2.2: a non-zero SPI first) to the data SAs.
+    async fn natt_datagram(&mut self, from: SocketAddr, buf: &mut [u8]) {
+        let esp = matches!(
+            mipsec::esp::natt::classify(buf),
+            Ok(mipsec::esp::natt::Datagram::Esp)
+        );
+        if esp {
+            self.data_esp(buf, Some(from), Kind::EspUdp);
+            return;
+        }
+        let agent = &self.agent;
+        let v4 = |h: &Ipv6Addr| agent.binding(h).and_then(|b| b.ipv4.map(|v| v.net));
+        if let Some(ip) = self.ipsec.as_mut() {
+            let port = ip.natt_socket().local_addr().map_or(0, |a| a.port());
+            ip.handle_ike(port, from, buf, &v4).await;
+        }
+    }
+
+    /// A packet from the raw sockets: ESP (protocol 50) or IP-in-IP (4, 41).
+    async fn raw_packet(&mut self, mut p: RawPacket) {
+        if p.protocol == PROTO_ESP {
+            self.data_esp(&mut p.payload, None, Kind::Esp);
+        } else if let Some(dp) = self.data.as_mut() {
+            dp.handle_ipip(&self.agent, p.protocol, p.src, &p.payload);
+        }
+    }
+
+    /// Tunnel-mode ESP from a mobile node (RFC 5555 §5.2.2): open with its data SA, then
+    /// the inner source must be a home address of that SA whose binding is live.
+    fn data_esp(&mut self, esp: &mut [u8], udp_from: Option<SocketAddr>, kind: Kind) {
+        let (Some(ip), Some(dp)) = (self.ipsec.as_mut(), self.data.as_mut()) else {
+            self.stats.drop(DriverDrop::DataPlaneAbsent);
+            return;
+        };
+        match ip.data.open(esp, udp_from) {
+            Ok((hoa, r)) => {
+                let inner = &esp[r];
+                let live = source(inner)
+                    .and_then(|s| self.agent.route(Instant::now(), s))
+                    .is_some_and(|rt| rt.hoa == hoa);
+                if live {
+                    dp.deliver(kind, inner);
+                } else {
+                    dp.stats.spoofed += 1;
+                }
+            }
+            Err(InDrop::UnknownSpi) => ip.stats.esp_unknown_spi += 1,
+            Err(InDrop::Spoofed) => dp.stats.spoofed += 1,
+            Err(why) => {
+                ip.stats.esp_errors += 1;
+                debug!(?why, ?udp_from, "data ESP dropped");
             }
         }
     }
@@ -324,6 +450,14 @@ impl Daemon {
         protected: bool,
     ) {
         let verdict = self.agent.handle_bu_bytes(Instant::now(), ctx, mh);
+        // RFC 4877 §4.4: a protected BU with K accepted: the IKE SA follows the peer.
+        let hoa = ctx.home_address();
+        let k = self.agent.binding(&hoa).is_some_and(|b| {
+            b.flags.has(mipsec::wire::BuFlags::K) && self.agent.config().key_management_mobility
+        });
+        if let (true, true, Some(ip)) = (protected, k, self.ipsec.as_mut()) {
+            ip.follow_k(&hoa);
+        }
         self.drain_events();
         match verdict {
             Verdict::Reply(r) => self.send_ba(&r, protected).await,
@@ -401,6 +535,13 @@ impl Daemon {
         while let Some(ev) = self.agent.poll_event() {
             match &ev {
                 Event::BindingExpired { hoa } => info!(%hoa, "binding expired"),
+                // RFC 6275 §11.7.1, RFC 4877 §4.4: the IKE SA follows a K-flag binding.
+                Event::CareOfChanged { hoa, .. } => {
+                    let peer = self.agent.binding(hoa).map(|b| b.peer);
+                    if let (Some(ip), Some(peer)) = (self.ipsec.as_mut(), peer) {
+                        ip.move_peer(hoa, peer);
+                    }
+                }
                 other => match self.data.as_mut() {
                     Some(dp) => match dp.apply(other) {
                         Ok(()) => info!(event = ?other, "data plane event applied"),

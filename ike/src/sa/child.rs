@@ -183,9 +183,16 @@ impl IkeSa {
             v.dedup();
             v
         };
-        let policies: Vec<ChildPolicy> = std::iter::once(self.main_policy())
-            .chain(self.cfg.extra_children.iter().cloned())
-            .collect();
+        // §1.3.1: the mode is the initiator's to ask. Policies of the asked mode come first,
+        // so a tunnel-mode request whose TSr of ::/0 would narrow to a transport policy's
+        // single address (RFC 5555 §5.2.2 data SA next to the §5.2.1 signalling SA) gets
+        // the tunnel policy; then, as before, a transport policy answers a tunnel request
+        // in tunnel mode.
+        let (mut policies, rest): (Vec<ChildPolicy>, Vec<ChildPolicy>) =
+            std::iter::once(self.main_policy())
+                .chain(self.cfg.extra_children.iter().cloned())
+                .partition(|pol| pol.transport == wants_transport);
+        policies.extend(rest);
         let mut err = NOPE;
         for pol in policies {
             let Some((num, spi, chosen)) = select(&pol.esp_proposals, offers, false) else {

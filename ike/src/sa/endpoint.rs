@@ -153,6 +153,27 @@ impl Endpoint {
             .liveness(now, &mut out)
     }
 
+    /// Moves the peer of an established SA to `remote` (RFC 4877 §4.4, RFC 6275 §11.7.1:
+    /// a home agent follows the care-of address of a binding with the K flag). No event.
+    pub fn set_peer_address(&mut self, sa: SaId, remote: SocketAddr) -> Result<()> {
+        let s = self.sas.get_mut(&sa).ok_or(Error::State("no such SA"))?;
+        if s.state() != State::Established {
+            return Err(Error::State("IKE SA not established"));
+        }
+        s.move_peer(remote);
+        Ok(())
+    }
+
+    /// With `on`, an authenticated message from a new address moves the SA's peer there
+    /// (`PeerAddressChanged`) even without a NAT in the path (RFC 4877 §4.4: the K flag);
+    /// without, only a peer behind a NAT is followed (RFC 7296 §2.23). An IKE SA rekey
+    /// does not carry the setting over.
+    pub fn follow_peer(&mut self, sa: SaId, on: bool) -> Result<()> {
+        let s = self.sas.get_mut(&sa).ok_or(Error::State("no such SA"))?;
+        s.follow_any = on;
+        Ok(())
+    }
+
     pub fn info(&self, sa: SaId) -> Option<&IkeSaInfo> {
         self.sas.get(&sa).and_then(|s| s.info())
     }

@@ -589,7 +589,8 @@ impl IkeSa {
     }
 
     /// An authenticated message from a new address: follow the peer if it is behind a NAT
-    /// (§2.23); MOBIKE (RFC 4555) will widen this.
+    /// (§2.23) or the SA was told to (`follow_any`: a home agent's K-flag binding, RFC 4877
+    /// §4.4); MOBIKE (RFC 4555) will widen this.
     fn follow_peer(&mut self, out: &mut Out<'_>, remote: SocketAddr) {
         if remote == self.remote {
             return;
@@ -597,12 +598,21 @@ impl IkeSa {
         if self.state == State::ExpectAuth && self.natt && remote.ip() == self.remote.ip() {
             // The initiator floated to the NAT-T port (§2.23): answer there.
             self.remote = remote;
-        } else if self.nat_remote && self.state == State::Established {
-            self.remote = remote;
+        } else if (self.nat_remote || self.follow_any) && self.state == State::Established {
+            // RFC 4877 §4.4: with K, the peer's new care-of address moves the SA.
+            self.move_peer(remote);
             out.events.push_back(Event::PeerAddressChanged {
                 sa: self.id(),
                 remote,
             });
+        }
+    }
+
+    /// Sends to `remote` from now on (a home agent's K-flag binding moved, RFC 4877 §4.4).
+    pub(crate) fn move_peer(&mut self, remote: SocketAddr) {
+        self.remote = remote;
+        if let Some(i) = self.info.as_mut() {
+            i.remote = remote;
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct IkeSa {
     /// When to rekey the IKE SA (`Config::rekey_ike_after`).
     pub(crate) rekey_ike_at: Option<Instant>,
     pub(crate) expires_at: Option<Instant>,
+    /// Follow an authenticated message from any new address, not only behind a NAT: set
+    /// by a home agent for an SA whose Binding Updates carry the K flag (RFC 4877 §4.4).
+    pub(crate) follow_any: bool,
 }
 
 impl IkeSa {
@@ -118,6 +121,7 @@ impl IkeSa {
             nr: vec![],
             ke: None,
             chosen: None,
+            follow_any: false,
             keys: None,
             tx: None,
             rx: None,
