@@ -78,16 +78,26 @@ home_address = "{HOA}"
 }
 
 fn mn_config(dir: &Path, data: bool) -> String {
+    mn_config_with(dir, data, "never", true)
+}
+
+/// `data_esp` is `[ipsec] data_esp`; without `pinned` the care-of addresses are the
+/// host's, followed through netlink.
+fn mn_config_with(dir: &Path, data: bool, data_esp: &str, pinned: bool) -> String {
     let tun = if data {
         "tun = \"dsmmn0\"\nroutes = [\"203.0.113.0/24\", \"2001:db8:1::/64\"]\n"
+    } else {
+        ""
+    };
+    let addresses = if pinned {
+        "addresses = [\"10.1.0.2\"]\n"
     } else {
         ""
     };
     format!(
         r#"[daemon]
 control_socket = "{dir}/mn.sock"
-addresses = ["10.1.0.2"]
-shutdown_timeout_ms = 3000
+{addresses}shutdown_timeout_ms = 3000
 {tun}
 [mobile_node]
 home_address = "{HOA}"
@@ -102,9 +112,14 @@ ipv4 = "192.0.2.1"
 local_id = "mn@example.org"
 remote_id = "ha.example.org"
 psk = "lab-only-pre-shared-key"
+data_esp = "{data_esp}"
 "#,
         dir = dir.display()
     )
+}
+
+fn no_setup(_: &Lab, _: &str, _: &str, _: &str) -> Result<()> {
+    Ok(())
 }
 
 /// `BIN WHAT --json --socket SOCKET`, parsed.
@@ -135,6 +150,8 @@ fn wait_log(log: &Path, needle: &str, secs: u64) -> bool {
 struct Rig {
     lab: Lab,
     mn: String,
+    nat: String,
+    ha: String,
     ha_bin: PathBuf,
     mn_bin: PathBuf,
     ha_sock: PathBuf,
@@ -148,16 +165,29 @@ struct Rig {
 
 impl Rig {
     fn start(tag: &str, data: bool) -> Result<Rig> {
+        Rig::start_with(tag, data, |dir| mn_config(dir, data), no_setup)
+    }
+
+    /// `mn_conf` writes the mobile node's configuration for the lab directory.
+    /// `setup(lab, mn, nat, ha)` runs on the topology before the daemons start.
+    fn start_with(
+        tag: &str,
+        data: bool,
+        mn_conf: impl Fn(&Path) -> String,
+        setup: fn(&Lab, &str, &str, &str) -> Result<()>,
+    ) -> Result<Rig> {
         let ha_bin = binary("ha", "dsmip-ha")?;
         let mn_bin = binary("mn", "dsmip-mn")?;
         interop::lab::require_tool("nft", "nftables")?;
         let mut lab = Lab::new(tag)?;
         let t = lab.nat_topology(data)?;
         let (mn, nat, ha) = (t.mn, t.nat, t.ha);
+        setup(&lab, &mn, &nat, &ha)?;
         let dir = lab.dir().to_path_buf();
-        let (ha_conf, mn_conf) = (dir.join("ha.toml"), dir.join("mn.toml"));
+        let (ha_conf, mn_conf_text) = (dir.join("ha.toml"), mn_conf);
+        let mn_conf = dir.join("mn.toml");
         fs::write(&ha_conf, ha_config(&dir, data))?;
-        fs::write(&mn_conf, mn_config(&dir, data))?;
+        fs::write(&mn_conf, mn_conf_text(&dir))?;
         let (ha_log, mn_log) = (dir.join("ha.log"), dir.join("mn.log"));
         let path = |p: &Path| p.to_str().map(str::to_string).context("path");
         let ha_argv = [
@@ -171,7 +201,7 @@ impl Rig {
         if !wait_log(&ha_log, "dsmip-ha running", 10) {
             bail!("dsmip-ha did not start: {}", fs::read_to_string(&ha_log)?);
         }
-        // Everything on UDP 4191 between the NAT and the home agent, for the wire checks.
+        // Everything on UDP 4191, and all IPv6, between the NAT and the home agent.
         interop::lab::require_tool("tcpdump", "tcpdump")?;
         let cap_log = dir.join("tcpdump.log");
         let pcap = path(&dir.join("nat.pcap"))?;
@@ -184,9 +214,7 @@ impl Rig {
             "out0",
             "-w",
             &pcap,
-            "udp",
-            "port",
-            "4191",
+            "udp port 4191 or ip6",
         ];
         let cap_pid = lab.spawn(&nat, &cap_argv, &cap_log)?;
         if !wait_log(&cap_log, "listening on", 10) {
@@ -205,6 +233,8 @@ impl Rig {
         let rig = Rig {
             lab,
             mn,
+            nat,
+            ha,
             ha_bin,
             mn_bin,
             ha_sock: dir.join("ha.sock"),
@@ -491,6 +521,459 @@ fn unmodified_ping_over_both_home_addresses_through_the_home_agent() -> Result<(
     assert!(rig.mn_text().contains("shutdown: deregistered"));
     let b = ctl(&rig.ha_bin, "bindings", &rig.ha_sock)?;
     assert_eq!(b.as_array().map(Vec::len), Some(0), "{b}");
+    let ha_pid = rig.ha_pid;
+    rig.lab.stop(ha_pid);
+    Ok(())
+}
+
+/// `ping -c 3` from the mobile node's namespace to the correspondent (both families), every
+/// reply from the correspondent itself; the daemons' logs on failure.
+fn ping_both(rig: &Rig, what: &str) -> Result<()> {
+    for (family, dst) in [("-4", "203.0.113.2"), ("-6", "2001:db8:1::2")] {
+        let out = rig.lab.run(
+            &rig.mn,
+            &[
+                "ping", family, "-c", "3", "-i", "0.2", "-W", "2", "-s", "1000", dst,
+            ],
+        );
+        let out = out.with_context(|| {
+            format!(
+                "ping {dst} {what} failed\n--- mn ---\n{}\n--- ha ---\n{}",
+                rig.mn_text(),
+                rig.ha_text()
+            )
+        })?;
+        assert!(out.contains("3 received"), "{what}: {out}");
+        assert!(out.contains(&format!("bytes from {dst}")), "{what}: {out}");
+    }
+    Ok(())
+}
+
+/// The home agent's one binding.
+fn ha_binding(rig: &Rig) -> Result<Value> {
+    let b = ctl(&rig.ha_bin, "bindings", &rig.ha_sock)?;
+    b.as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .with_context(|| format!("no binding at the home agent: {b}"))
+}
+
+/// Wait until both daemons show `coa` as the care-of address.
+fn wait_coa(rig: &Rig, coa: &str) -> Result<()> {
+    let moved = wait_until(Duration::from_secs(20), || {
+        ctl(&rig.mn_bin, "status", &rig.mn_sock)
+            .is_ok_and(|v| v["care_of_address"] == coa && v["state"] == "registered")
+            && ha_binding(rig).is_ok_and(|b| b["care_of_address"] == coa)
+    });
+    if !moved {
+        bail!(
+            "the binding did not move to {coa}\n--- mn ---\n{}\n--- ha ---\n{}",
+            rig.mn_text(),
+            rig.ha_text()
+        );
+    }
+    Ok(())
+}
+
+/// Movement inside the visited network: a new subnet behind the same NAT (10.1.1.0/24),
+/// the new address added, the default route moved, the old address deleted.
+fn move_behind_the_nat(rig: &Rig) -> Result<()> {
+    let (lab, mn, nat) = (&rig.lab, &rig.mn, &rig.nat);
+    lab.run(nat, &["ip", "addr", "add", "10.1.1.1/24", "dev", "in0"])?;
+    lab.run(mn, &["ip", "addr", "add", "10.1.1.2/24", "dev", "eth0"])?;
+    lab.run(
+        mn,
+        &["ip", "route", "replace", "default", "via", "10.1.1.1"],
+    )?;
+    lab.run(mn, &["ip", "addr", "del", "10.1.0.2/24", "dev", "eth0"])?;
+    Ok(())
+}
+
+/// Movement from behind the NAT to a public address (198.51.100.66/26, the NAT box now a
+/// plain router for it: masquerade only for 10.0.0.0/8; the home agent routes the /26 back).
+fn move_to_public(rig: &Rig, old: &str) -> Result<()> {
+    let (lab, mn, nat, ha) = (&rig.lab, &rig.mn, &rig.nat, &rig.ha);
+    lab.nft(
+        nat,
+        "private-only",
+        "flush table ip dsmip_nat\nadd rule ip dsmip_nat post oifname \"out0\" ip saddr 10.0.0.0/8 masquerade\n",
+    )?;
+    lab.run(
+        ha,
+        &["ip", "route", "add", "198.51.100.64/26", "via", "192.0.2.2"],
+    )?;
+    lab.run(
+        nat,
+        &["ip", "addr", "add", "198.51.100.65/26", "dev", "in0"],
+    )?;
+    lab.run(
+        mn,
+        &["ip", "addr", "add", "198.51.100.66/26", "dev", "eth0"],
+    )?;
+    lab.run(
+        mn,
+        &["ip", "route", "replace", "default", "via", "198.51.100.65"],
+    )?;
+    lab.run(mn, &["ip", "addr", "del", old, "dev", "eth0"])?;
+    Ok(())
+}
+
+/// Issue 8, movement (RFC 5555 §4.4.1, §5.1): the mobile node follows its addresses through
+/// netlink. Behind the NAT (UDP 4191 tunnel), to another subnet behind the same NAT, then to
+/// a public address (IP-in-IP, protocols 4 and 41 on raw sockets): the home agent's binding
+/// follows each time, K is acknowledged and the IKE SA is told with an empty INFORMATIONAL
+/// from the new address, ping keeps working over both home addresses, and the final
+/// deregistration still goes through the moved IKE/ESP state.
+#[test]
+fn movement_is_followed_with_the_plain_tunnels() -> Result<()> {
+    interop::lab::require_tool("ping", "iputils-ping")?;
+    let mut rig = Rig::start_with(
+        "mnmove",
+        true,
+        |d| mn_config_with(d, true, "never", false),
+        no_setup,
+    )?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert_eq!(st["care_of_address"], "10.1.0.2", "{st}");
+    assert!(st["data_sa"].is_null(), "data_esp = never: {st}");
+    ping_both(&rig, "before moving")?;
+
+    move_behind_the_nat(&rig)?;
+    wait_coa(&rig, "10.1.1.2")?;
+    let b = ha_binding(&rig)?;
+    assert_eq!(b["nat"], true, "{b}");
+    assert_eq!(b["encapsulation"], "udp", "{b}");
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert_eq!(st["encapsulation"], "udp", "{st}");
+    ping_both(&rig, "after moving behind the NAT")?;
+
+    move_to_public(&rig, "10.1.1.2/24")?;
+    wait_coa(&rig, "198.51.100.66")?;
+    let b = ha_binding(&rig)?;
+    assert_eq!(b["nat"], false, "{b}");
+    assert_eq!(b["encapsulation"], "ip-in-ip", "{b}");
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert_eq!(st["nat"], false, "{st}");
+    assert_eq!(st["encapsulation"], "ip-in-ip", "{st}");
+    let rx_before = st["tunnel"]["rx_packets"].as_u64().unwrap_or(0);
+    ping_both(&rig, "after moving to a public address")?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert!(
+        st["tunnel"]["rx_packets"]
+            .as_u64()
+            .is_some_and(|n| n >= rx_before + 6),
+        "IP-in-IP replies counted: {st}"
+    );
+
+    let log = rig.mn_text();
+    assert!(log.contains("address removed"), "{log}");
+    assert_eq!(
+        log.matches("care-of address confirmed with K").count(),
+        2,
+        "K acknowledged once per move: {log}"
+    );
+    assert!(log.contains("empty INFORMATIONAL sent"), "{log}");
+    // The home agent's IKE SA ends at our NAT-T socket on the public address: the
+    // INFORMATIONAL from there reached it (its log lines, ha/DAEMON.md).
+    let ha = rig.ha_text();
+    assert!(
+        ha.lines()
+            .any(|l| l.contains("IKE SA") && l.contains("198.51.100.66:4500")),
+        "{ha}"
+    );
+    // The BU/BA SA and the IKE SA still work from the last address: deregistration.
+    let ok = Command::new("kill")
+        .args(["-TERM", &rig.mn_pid.to_string()])
+        .status()?;
+    assert!(ok.success());
+    let mn_pid = rig.mn_pid;
+    let exited = wait_until(Duration::from_secs(6), || !rig.lab.alive(mn_pid));
+    assert!(exited, "dsmip-mn ignored SIGTERM: {}", rig.mn_text());
+    assert!(
+        rig.mn_text().contains("shutdown: deregistered"),
+        "{}",
+        rig.mn_text()
+    );
+    let b = ctl(&rig.ha_bin, "bindings", &rig.ha_sock)?;
+    assert_eq!(b.as_array().map(Vec::len), Some(0), "{b}");
+    let ha_pid = rig.ha_pid;
+    rig.lab.stop(ha_pid);
+    Ok(())
+}
+
+/// Issue 8, ESP tunnel mode for data (RFC 5555 §5.2.2, contract): behind the NAT the mobile
+/// node negotiates the data SA with CREATE_CHILD_SA after the first BA; both daemons show
+/// the same SPIs (crossed), ping over both home addresses travels in ESP in UDP 4500 (the
+/// data SA counters move, the UDP 4191 tunnel carries nothing more); after a move to a
+/// public address the same SA carries ping as IPv4 protocol 50.
+#[test]
+fn data_sa_carries_traffic_through_the_nat_and_after_a_move() -> Result<()> {
+    interop::lab::require_tool("ping", "iputils-ping")?;
+    let mut rig = Rig::start_with(
+        "mnesp",
+        true,
+        |d| mn_config_with(d, true, "auto", false),
+        no_setup,
+    )?;
+    let up = wait_until(Duration::from_secs(15), || {
+        ctl(&rig.mn_bin, "status", &rig.mn_sock).is_ok_and(|v| v["data_sa"].is_object())
+    });
+    if !up {
+        bail!(
+            "no data SA\n--- mn ---\n{}\n--- ha ---\n{}",
+            rig.mn_text(),
+            rig.ha_text()
+        );
+    }
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert_eq!(st["data_sa"]["udp"], true, "{st}");
+    assert_ne!(st["data_sa"]["spi_in"], st["sa_spis"]["in"], "{st}");
+    let b = ha_binding(&rig)?;
+    assert_eq!(
+        b["data_sa_spis"]["in"], st["data_sa"]["spi_out"],
+        "{b}\n{st}"
+    );
+    assert_eq!(
+        b["data_sa_spis"]["out"], st["data_sa"]["spi_in"],
+        "{b}\n{st}"
+    );
+    let spi_in = st["data_sa"]["spi_in"]
+        .as_str()
+        .context("spi_in")?
+        .to_string();
+    let spi_out = st["data_sa"]["spi_out"]
+        .as_str()
+        .context("spi_out")?
+        .to_string();
+    // The wire, from here on: everything between the NAT box and the home agent that is
+    // UDP 4191, UDP 4500 or ESP.
+    interop::lab::require_tool("tcpdump", "tcpdump")?;
+    interop::lab::require_tool("tshark", "tshark")?;
+    let pcap = rig.lab.dir().join("data.pcap");
+    let cap_log = rig.lab.dir().join("tcpdump-data.log");
+    let pcap_s = pcap.to_str().context("path")?.to_string();
+    let nat = rig.nat.clone();
+    let cap = rig.lab.spawn(
+        &nat,
+        &[
+            "tcpdump",
+            "--immediate-mode",
+            "-n",
+            "-U",
+            "-i",
+            "out0",
+            "-w",
+            &pcap_s,
+            "udp port 4191 or udp port 4500 or ip proto 50",
+        ],
+        &cap_log,
+    )?;
+    if !wait_log(&cap_log, "listening on", 10) {
+        bail!("tcpdump did not start: {}", fs::read_to_string(&cap_log)?);
+    }
+    let udp_rx = st["tunnel"]["rx_packets"].as_u64().unwrap_or(0);
+    ping_both(&rig, "over the data SA in UDP 4500")?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    let c = &st["counters"];
+    assert!(c["data_sa_tx"].as_u64().is_some_and(|n| n >= 6), "{st}");
+    assert!(c["data_sa_rx"].as_u64().is_some_and(|n| n >= 6), "{st}");
+    assert_eq!(c["data_sa_rx_errors"], 0, "{st}");
+    assert_eq!(c["data_sa_not_ours"], 0, "{st}");
+    assert!(
+        st["tunnel"]["rx_packets"]
+            .as_u64()
+            .is_some_and(|n| n >= udp_rx + 6),
+        "{st}"
+    );
+    let esp_rx = c["data_sa_rx"].as_u64().unwrap_or(0);
+
+    move_to_public(&rig, "10.1.0.2/24")?;
+    wait_coa(&rig, "198.51.100.66")?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert_eq!(st["nat"], false, "{st}");
+    assert_eq!(st["data_sa"]["udp"], false, "{st}");
+    ping_both(&rig, "over the data SA as protocol 50")?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert!(
+        st["counters"]["data_sa_rx"]
+            .as_u64()
+            .is_some_and(|n| n >= esp_rx + 6),
+        "{st}"
+    );
+    assert_eq!(st["counters"]["data_sa_rx_errors"], 0, "{st}");
+
+    // Wireshark's view (an oracle of its own): the pings crossed as ESP with the data
+    // SA's SPIs, in UDP 4500 behind the NAT and as protocol 50 after the move, and no
+    // cleartext ICMP crossed at all (UDP 4191 decoded as the tunnel it would be).
+    rig.lab.stop(cap);
+    let count = |filter: &str| -> Result<usize> {
+        let out = Command::new("tshark")
+            .args(["-n", "-d", "udp.port==4191,ipv6", "-r"])
+            .arg(&pcap)
+            .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+            .output()?;
+        if !out.status.success() {
+            bail!("tshark: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.lines().count())
+    };
+    let udp_out = count(&format!("esp.spi == {spi_out} && udp.dstport == 4500"))?;
+    let udp_in = count(&format!("esp.spi == {spi_in} && udp.srcport == 4500"))?;
+    let raw_out = count(&format!("esp.spi == {spi_out} && ip.proto == 50"))?;
+    let raw_in = count(&format!("esp.spi == {spi_in} && ip.proto == 50"))?;
+    let clear = count("icmp || icmpv6")?;
+    let counts = format!("udp {udp_out}/{udp_in}, raw {raw_out}/{raw_in}, cleartext ICMP {clear}");
+    assert!(udp_out >= 6 && udp_in >= 6, "{counts}");
+    assert!(raw_out >= 6 && raw_in >= 6, "{counts}");
+    assert_eq!(clear, 0, "{counts}");
+    let ha_pid = rig.ha_pid;
+    rig.lab.stop(ha_pid);
+    Ok(())
+}
+
+/// IPv6 routed from the mobile node (2001:db8:5::2) through the NAT box (a plain IPv6
+/// router) to the home agent (2001:db8:6::1), and the home agent's 2001:db8:1::1 behind it.
+fn ipv6_path(lab: &Lab, mn: &str, nat: &str, ha: &str) -> Result<()> {
+    lab.run(
+        mn,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:5::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
+    lab.run(
+        nat,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:5::1/64",
+            "dev",
+            "in0",
+            "nodad",
+        ],
+    )?;
+    lab.run(
+        nat,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:6::2/64",
+            "dev",
+            "out0",
+            "nodad",
+        ],
+    )?;
+    lab.run(
+        ha,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:6::1/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
+    lab.run(
+        mn,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:5::1",
+        ],
+    )?;
+    lab.sysctl(nat, "net.ipv6.conf.all.forwarding", "1")?;
+    lab.run(
+        nat,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "via",
+            "2001:db8:6::1",
+        ],
+    )?;
+    lab.run(
+        ha,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:5::/64",
+            "via",
+            "2001:db8:6::2",
+        ],
+    )?;
+    Ok(())
+}
+
+/// RFC 5555 §4.4.1 with `daemon.ipv6_care_of`: the mobile node has an IPv6 and an IPv4
+/// address and tries IPv6 first. Its BUs leave as `IPv6 (CoA -> HA) / Destination Options
+/// (Home Address) / ESP / MH` on a raw IPv6 socket; `dsmip-ha` (IPv4 signalling only, and
+/// a kernel without MIP6) never answers, so after three BUs the engine falls back to the
+/// IPv4 care-of address and registers through the NAT. Wireshark sees the three IPv6 BUs
+/// with the home address option and ESP, and no cleartext Mobility Header.
+#[test]
+fn ipv6_care_of_address_falls_back_to_ipv4_after_three_binding_updates() -> Result<()> {
+    interop::lab::require_tool("tshark", "tshark")?;
+    let conf = |d: &Path| {
+        mn_config_with(d, false, "never", false).replace(
+            "shutdown_timeout_ms",
+            "ipv6_care_of = true\nshutdown_timeout_ms",
+        )
+    };
+    let mut rig = Rig::start_with("mnv6", false, conf, ipv6_path)?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert_eq!(st["care_of_address"], "10.1.0.2", "{st}");
+    let log = rig.mn_text();
+    assert_eq!(
+        log.matches("Binding Update sent over IPv6").count(),
+        3,
+        "{log}"
+    );
+    assert!(log.contains("falling back to IPv4"), "{log}");
+    // The capture of the NAT's outside (the rig's tcpdump takes IPv6 too): the IPv6 BUs
+    // crossed it, routed, not translated.
+    let cap_pid = rig.cap_pid;
+    rig.lab.stop(cap_pid);
+    let pcap = rig.lab.dir().join("nat.pcap");
+    let count = |filter: &str| -> Result<usize> {
+        let out = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+            .output()?;
+        if !out.status.success() {
+            bail!("tshark: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.lines().count())
+    };
+    // The BU/BA SA protects them (its outbound SPI); ICMPv6 errors quoting them are not
+    // counted.
+    let spi_out = st["sa_spis"]["out"].as_str().context("sa_spis")?;
+    let bus = count(&format!(
+        "ipv6.src == 2001:db8:5::2 && ipv6.dst == 2001:db8:1::1 && ipv6.opt.mipv6.home_address == {HOA} && esp.spi == {spi_out} && !icmpv6"
+    ))?;
+    assert_eq!(
+        bus, 3,
+        "IPv6 BUs with the Home Address option and ESP on the wire"
+    );
+    assert_eq!(count("mipv6")?, 0, "cleartext Mobility Header");
     let ha_pid = rig.ha_pid;
     rig.lab.stop(ha_pid);
     Ok(())

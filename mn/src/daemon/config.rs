@@ -42,6 +42,11 @@ pub struct DaemonConfig {
     /// address as source.
     #[serde(default)]
     pub routes: Vec<String>,
+    /// Use global IPv6 addresses as care-of addresses too (RFC 5555 §4.4.1: IPv6 first,
+    /// IPv4 after three unanswered BUs). Off by default: `dsmip-ha` on a kernel without
+    /// MIP6 never answers IPv6 BUs, so each registration would wait for the fallback.
+    #[serde(default)]
+    pub ipv6_care_of: bool,
 }
 
 fn default_tun_mtu() -> u32 {
@@ -106,6 +111,10 @@ pub struct IpsecConfig {
     /// Seconds before a failed IKE SA is tried again.
     #[serde(default = "default_retry")]
     pub retry_secs: u64,
+    /// ESP tunnel mode for data (RFC 5555 §5.2.2): `auto` (when the BA reports a NAT),
+    /// `always`, `never`.
+    #[serde(default)]
+    pub data_esp: super::datasa::DataEsp,
 }
 
 fn default_ike_proposal() -> String {
@@ -290,6 +299,19 @@ mod tests {
             "tun = \"dsmmn0\"\nroutes = [\"203.0.113.0/24\", \"2001:db8:1::/64\"]\n# routes = [",
         );
         assert_eq!(parse(&ok).unwrap().daemon.routes.len(), 2);
+    }
+
+    #[test]
+    fn data_esp_values() {
+        use super::super::datasa::DataEsp;
+        assert_eq!(parse(EXAMPLE).unwrap().ipsec.data_esp, DataEsp::Auto);
+        let t = EXAMPLE.replace("data_esp = \"auto\"", "data_esp = \"always\"");
+        assert_eq!(parse(&t).unwrap().ipsec.data_esp, DataEsp::Always);
+        let t = EXAMPLE.replace("data_esp = \"auto\"", "data_esp = \"sometimes\"");
+        let e = parse(&t).unwrap_err().to_string();
+        assert!(e.contains("sometimes") || e.contains("variant"), "{e}");
+        let line = t.lines().position(|l| l.starts_with("data_esp")).unwrap() + 1;
+        assert!(e.starts_with(&format!("{line}:")), "{e}");
     }
 
     #[test]

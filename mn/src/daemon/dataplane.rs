@@ -1,12 +1,13 @@
-//! The mobile node's data plane (RFC 5555 §4.1, §4.4.3), UDP tunnel only: a TUN device that
-//! carries the home addresses, so unmodified applications use them. The IPv6 home address
+//! The mobile node's data plane (RFC 5555 §4.1, §4.4.3): a TUN device that carries the
+//! home addresses, so unmodified applications use them. The IPv6 home address
 //! is put on the device at start; the IPv4 home address when the home agent grants it (and
 //! removed with the binding). `daemon.routes` send chosen destinations into the device with
 //! the home address as source. A packet the kernel routes into the device leaves as
 //! `IPv4 / UDP 4191 / inner packet` to the home agent while the engine's tunnel is UDP and
 //! the inner source is a home address; a datagram from the home agent whose payload is an
 //! inner packet for a home address is written to the device. Addresses and routes are set
-//! with iproute2 (`ip`), not netlink yet. IP-in-IP and ESP tunnels are not done.
+//! with iproute2 (`ip`). Which outer format a packet takes (ESP tunnel mode, UDP 4191,
+//! IP-in-IP) is the main loop's choice ([`Via`]); this module checks the source and counts.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -16,8 +17,21 @@ use dsmip_daemon::tun::TunDevice;
 use mipsec::wire::ip::{IPPROTO_ESP, IPPROTO_MH, IPPROTO_ROUTING};
 use mipsec::wire::tunnel::Encap;
 use mn::output::TunnelFormat;
+
+use super::outer::{PROTO_IPIP, PROTO_IPV6};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
+
+/// How a packet from the device leaves (RFC 5555 §4.1, §5.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// ESP tunnel mode with the data SA.
+    Esp,
+    /// `IPv4 / UDP 4191 / inner` from our 4191 socket.
+    Udp,
+    /// IPv4 protocol 4 (inner IPv4) or 41 (inner IPv6) on a raw socket.
+    IpInIp(u8),
+}
 
 /// Packet and byte counters of the tunnel (inner bytes).
 #[derive(Debug, Default, Clone, Copy)]
@@ -146,23 +160,18 @@ impl DataPlane {
         }
     }
 
-    /// A packet from the device: the bytes to send in UDP to the home agent, if the
-    /// tunnel is UDP and the source is one of our home addresses.
-    pub fn outbound<'p>(&mut self, t: Option<&TunnelFormat>, pkt: &'p [u8]) -> Option<&'p [u8]> {
-        let ok = match (t, source(pkt)) {
-            (Some(t), Some(IpAddr::V6(s))) => s == t.hoa && matches!(t.encap, Encap::Udp { .. }),
-            (Some(t), Some(IpAddr::V4(s))) => {
-                Some(s) == t.hoa4 && matches!(t.encap, Encap::Udp { .. })
+    /// A packet from the device: how it leaves, if a tunnel is up and its source is one of
+    /// our home addresses (otherwise counted `no_route`). `esp`: a data SA is installed.
+    pub fn outbound(&mut self, t: Option<&TunnelFormat>, esp: bool, pkt: &[u8]) -> Option<Via> {
+        let via = t.and_then(|t| route(t, esp, pkt));
+        match via {
+            Some(_) => {
+                self.stats.tx_packets += 1;
+                self.stats.tx_bytes += pkt.len() as u64;
             }
-            _ => false,
-        };
-        if !ok {
-            self.stats.no_route += 1;
-            return None;
+            None => self.stats.no_route += 1,
         }
-        self.stats.tx_packets += 1;
-        self.stats.tx_bytes += pkt.len() as u64;
-        Some(pkt)
+        via
     }
 
     /// A tunnelled packet from the home agent: written to the device when it is for one of
@@ -187,6 +196,23 @@ impl DataPlane {
     }
 }
 
+/// The outer format for a packet from a home address (RFC 5555 §4.1, §4.4.3, §5.2.2): the
+/// data SA when installed, else the engine's tunnel.
+fn route(t: &TunnelFormat, esp: bool, pkt: &[u8]) -> Option<Via> {
+    let (ours, ipip) = match source(pkt)? {
+        IpAddr::V6(s) => (s == t.hoa, PROTO_IPV6),
+        IpAddr::V4(s) => (Some(s) == t.hoa4, PROTO_IPIP),
+    };
+    if !ours {
+        return None;
+    }
+    Some(match t.encap {
+        _ if esp => Via::Esp,
+        Encap::Udp { .. } => Via::Udp,
+        Encap::IpInIp => Via::IpInIp(ipip),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +226,40 @@ mod tests {
         p[8..24].copy_from_slice(&s.octets());
         p[24..40].copy_from_slice(&d.octets());
         p
+    }
+
+    #[test]
+    fn packets_take_the_data_sa_then_the_engine_tunnel() {
+        use mipsec::wire::tunnel::Outer;
+        let hoa: Ipv6Addr = "2001:db8:1::100".parse().unwrap();
+        let mut t = TunnelFormat {
+            outer: Outer::V4 {
+                src: Ipv4Addr::new(10, 1, 0, 2),
+                dst: Ipv4Addr::new(192, 0, 2, 1),
+            },
+            encap: Encap::IpInIp,
+            hoa,
+            hoa4: Some(Ipv4Addr::new(198, 51, 100, 2)),
+        };
+        let p6 = v6(58, "2001:db8:1::100", "2001:db8:1::2");
+        let mut p4 = vec![0u8; 28];
+        p4[0] = 0x45;
+        p4[12..16].copy_from_slice(&[198, 51, 100, 2]);
+        assert_eq!(route(&t, false, &p6), Some(Via::IpInIp(41)));
+        assert_eq!(route(&t, false, &p4), Some(Via::IpInIp(4)));
+        assert_eq!(route(&t, true, &p4), Some(Via::Esp));
+        t.encap = Encap::Udp {
+            src_port: 4191,
+            dst_port: 4191,
+        };
+        assert_eq!(route(&t, false, &p6), Some(Via::Udp));
+        // Not a home address: no route, whatever the tunnel.
+        assert_eq!(route(&t, true, &v6(58, "2001:db8:9::1", "::2")), None);
+        p4[15] = 3;
+        assert_eq!(route(&t, true, &p4), None);
+        t.hoa4 = None;
+        p4[15] = 2;
+        assert_eq!(route(&t, false, &p4), None);
     }
 
     #[test]

@@ -1,7 +1,13 @@
 //! IPsec for the signalling (RFC 4877, RFC 5555 §5.2.1), initiator side: the IKEv2
 //! initiator (`ike` engine, PSK) towards the home agent on UDP 500 (4500 behind a NAT),
 //! the transport-mode CHILD_SA with the SPD-S selectors `HoA, MH type 5` /
-//! `HA, MH type 6`, and ESP on the IPv6 BU before it goes into UDP 4191.
+//! `HA, MH type 6`, and ESP on the IPv6 BU before it goes into UDP 4191; the tunnel-mode
+//! data SA (RFC 5555 §5.2.2, `datasa.rs`) negotiated with CREATE_CHILD_SA on the same IKE
+//! SA; the empty INFORMATIONAL after a K-flag movement (RFC 5555 §5.1, RFC 4877 §4.4).
+//!
+//! The IKE sockets are bound to the care-of address and bound again when it moves
+//! (contract, movement), so IKE leaves from the address the engine registers whatever the
+//! routing table's preferred source is at that moment.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,6 +23,15 @@ use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
 use super::config::IpsecConfig;
+use super::datasa::{self, DataSa, DataSaStats};
+
+/// A non-blocking UDP socket bound to `addr:port`, for tokio (called inside the runtime).
+pub fn bind_udp(addr: Ipv4Addr, port: u16) -> Result<UdpSocket> {
+    let s = std::net::UdpSocket::bind((addr, port))
+        .with_context(|| format!("binding UDP {addr}:{port}"))?;
+    s.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(s)?)
+}
 
 /// The installed BU/BA SA pair.
 pub struct SaPair {
@@ -50,6 +65,12 @@ pub struct Ipsec {
     /// When to start a new IKE SA after a failure.
     retry_at: Option<Instant>,
     pub stats: IpsecStats,
+    /// The tunnel-mode data SA, and the IPv4 home address of a request in flight.
+    pub data: Option<DataSa>,
+    data_pending: Option<Option<Ipv4Addr>>,
+    /// The IPv4 home address of a data SA the home agent refused: not asked again for it.
+    data_refused: Option<Option<Ipv4Addr>>,
+    pub data_stats: DataSaStats,
 }
 
 impl Ipsec {
@@ -60,12 +81,8 @@ impl Ipsec {
         hoa: Ipv6Addr,
         ha6: Ipv6Addr,
     ) -> Result<Ipsec> {
-        let ike = UdpSocket::bind((local, cfg.ike_port))
-            .await
-            .with_context(|| format!("binding IKE UDP {local}:{}", cfg.ike_port))?;
-        let natt = UdpSocket::bind((local, cfg.natt_port))
-            .await
-            .with_context(|| format!("binding NAT-T UDP {local}:{}", cfg.natt_port))?;
+        let ike = bind_udp(local, cfg.ike_port).context("IKE socket")?;
+        let natt = bind_udp(local, cfg.natt_port).context("NAT-T socket")?;
         Ok(Ipsec {
             cfg: cfg.clone(),
             hoa,
@@ -80,6 +97,10 @@ impl Ipsec {
             pair: None,
             retry_at: Some(Instant::now()),
             stats: IpsecStats::default(),
+            data: None,
+            data_pending: None,
+            data_refused: None,
+            data_stats: DataSaStats::default(),
         })
     }
 
@@ -108,6 +129,73 @@ impl Ipsec {
 
     pub fn established(&self) -> bool {
         self.pair.is_some()
+    }
+
+    /// The care-of address moved: the IKE sockets are bound to `coa` (the IKE SA's own
+    /// addresses follow the peer's view, RFC 4877 §4.4). On failure the old ones stay.
+    pub fn set_local(&mut self, coa: Ipv4Addr) {
+        if coa == self.local {
+            return;
+        }
+        let socks = bind_udp(coa, self.cfg.ike_port)
+            .and_then(|i| Ok((i, bind_udp(coa, self.cfg.natt_port)?)));
+        match socks {
+            Ok((ike, natt)) => {
+                self.ike = ike;
+                self.natt = natt;
+                self.local = coa;
+                info!(%coa, "IKE sockets bound to the new care-of address");
+            }
+            Err(e) => warn!(error = %e, %coa, "IKE sockets not moved to the new care-of address"),
+        }
+    }
+
+    /// Whether a data SA covering `hoa4` is installed, being negotiated, or was refused
+    /// (not asked again until the IPv4 home address changes or the IKE SA is new).
+    pub fn data_covers(&self, hoa4: Option<Ipv4Addr>) -> bool {
+        self.data_pending.is_some()
+            || self.data_refused == Some(hoa4)
+            || self.data.as_ref().is_some_and(|d| d.hoa4 == hoa4)
+    }
+
+    /// Negotiate the tunnel-mode data SA (RFC 5555 §5.2.2, contract): CREATE_CHILD_SA on
+    /// the IKE SA of the BU/BA SA, TSi = the home addresses, TSr = everything.
+    pub async fn request_data(&mut self, now: Instant, hoa4: Option<Ipv4Addr>) {
+        let Some(sa) = self.sa.filter(|_| self.pair.is_some()) else {
+            return;
+        };
+        if self.data_pending.is_some() || self.endpoint.busy(sa) {
+            return;
+        }
+        let esp = match Proposal::parse(&self.cfg.esp_proposal, ProtocolId::ESP) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "ipsec.esp_proposal: data SA not requested");
+                return;
+            }
+        };
+        self.set_clock();
+        let policy = datasa::policy(&esp, self.hoa, hoa4);
+        match self.endpoint.create_child(now, sa, policy) {
+            Ok(()) => {
+                info!(hoa = %self.hoa, hoa4 = ?hoa4, "CREATE_CHILD_SA sent for the data SA (tunnel mode)");
+                self.data_pending = Some(hoa4);
+            }
+            Err(e) => warn!(error = %e, "data SA not requested"),
+        }
+        self.flush().await;
+    }
+
+    /// After a K-flag movement the home agent follows our address; tell the IKE SA with
+    /// an empty INFORMATIONAL from the new address (RFC 5555 §5.1, RFC 4877 §4.4).
+    pub async fn liveness(&mut self, now: Instant) {
+        let Some(sa) = self.sa else { return };
+        self.set_clock();
+        match self.endpoint.liveness(now, sa) {
+            Ok(()) => info!("empty INFORMATIONAL sent from the new care-of address"),
+            Err(e) => warn!(error = %e, "INFORMATIONAL after the movement not sent"),
+        }
+        self.flush().await;
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -189,12 +277,39 @@ impl Ipsec {
                 self.nat_local = info.nat_local;
                 info!(remote = %info.remote, nat_local = info.nat_local, "IKE SA up");
             }
+            Event::ChildSaUp { child, .. } if child.mode == Mode::Tunnel => {
+                self.install_data(&child)
+            }
+            // The answer to our tunnel-mode request came back in transport mode: not the
+            // data SA, and it must not replace the BU/BA SA either.
+            Event::ChildSaUp { child, .. }
+                if self.data_pending.is_some() && self.pair.is_some() =>
+            {
+                warn!(
+                    spi_in = format_args!("{:#x}", child.spi_in),
+                    "the home agent answered the data SA request in transport mode: not used"
+                );
+                self.data_refused = self.data_pending.take();
+                self.data_stats.failed += 1;
+            }
             Event::ChildSaUp { child, .. } => self.install(&child),
             Event::ChildSaDown { spi_in, .. } => {
                 if self.pair.as_ref().is_some_and(|p| p.spi_in == spi_in) {
                     info!(spi_in = format_args!("{spi_in:#x}"), "CHILD_SA removed");
                     self.pair = None;
                 }
+                if self.data.as_ref().is_some_and(|d| d.spi_in == spi_in) {
+                    info!(spi_in = format_args!("{spi_in:#x}"), "data SA removed");
+                    self.data = None;
+                }
+            }
+            Event::ChildSaFailed { notify, .. } if self.data_pending.is_some() => {
+                warn!(
+                    notify,
+                    "the home agent refused the data SA (CREATE_CHILD_SA)"
+                );
+                self.data_refused = self.data_pending.take();
+                self.data_stats.failed += 1;
             }
             Event::ChildSaFailed { notify, .. } => {
                 warn!(notify, "the home agent refused the CHILD_SA");
@@ -206,9 +321,41 @@ impl Ipsec {
                 self.stats.ike_failures += 1;
                 self.sa = None;
                 self.pair = None;
+                self.data = None;
+                self.data_pending = None;
+                self.data_refused = None;
                 self.retry(now);
             }
             other => info!(event = ?other, "IKE event"),
+        }
+    }
+
+    /// A tunnel-mode CHILD_SA: the data SA we asked for (it replaces an older one, which
+    /// the home agent drops when the IKE SA goes; `ike` has no CHILD_SA delete yet).
+    fn install_data(&mut self, child: &ChildSa) {
+        let Some(hoa4) = self.data_pending.take() else {
+            warn!(
+                spi_in = format_args!("{:#x}", child.spi_in),
+                "tunnel-mode CHILD_SA we did not ask for: not used"
+            );
+            return;
+        };
+        match DataSa::new(child, hoa4) {
+            Ok(d) => {
+                info!(
+                    spi_in = format_args!("{:#x}", d.spi_in),
+                    spi_out = format_args!("{:#x}", d.spi_out),
+                    hoa4 = ?hoa4,
+                    udp = child.encap.is_some(),
+                    "tunnel-mode data SA up (RFC 5555 §5.2.2)"
+                );
+                self.data_stats.negotiated += 1;
+                self.data = Some(d);
+            }
+            Err(e) => {
+                self.data_stats.failed += 1;
+                warn!(error = %e, "data SA not used");
+            }
         }
     }
 
@@ -283,6 +430,7 @@ impl Ipsec {
                 warn!(error = %e, "IKE SA delete failed");
             }
             self.pair = None;
+            self.data = None;
             self.flush().await;
         }
     }

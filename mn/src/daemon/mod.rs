@@ -5,7 +5,10 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod datasa;
 pub mod ipsec;
+pub mod outer;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod watch;

@@ -4,40 +4,64 @@
 //! lifetime 0, wait a bounded time for the acknowledgement, delete the IKE SA, exit).
 //!
 //! The local addresses are handed to the engine only once the CHILD_SA for BU/BA is up,
-//! so the first Binding Update is already protected (RFC 4877 §4.1).
+//! so the first Binding Update is already protected (RFC 4877 §4.1). Afterwards the
+//! kernel's address notifications (`watch.rs`) move the care-of address; the UDP sockets
+//! (4191, IKE) are bound to it and bound again when a BU leaves from a new one, raw
+//! sockets take the route's source. The data plane's outer formats: the
+//! ESP tunnel-mode data SA (UDP 4500 behind a NAT, raw protocol 50 otherwise), the UDP
+//! 4191 tunnel, IP-in-IP on raw sockets (`outer.rs`).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ike::crypto::{Rng, SystemRng};
+use mipsec::esp::natt::{self, Datagram, NATT_PORT};
 use mipsec::wire::ip::{Ipv6Repr, IPPROTO_ESP, IPPROTO_MH, IPPROTO_ROUTING};
-use mipsec::wire::tunnel::DSMIPV6_PORT;
+use mipsec::wire::tunnel::{Outer, DSMIPV6_PORT};
 use mipsec::wire::MhRepr;
 use mn::engine::{AddressEvent, BaContext, MobileNode};
-use mn::output::Event;
+use mn::output::{CareOf, Event, KeyingEvent};
 use tokio::net::{UdpSocket, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::config::DaemonFile;
-use super::dataplane::{classify, DataPlane, Payload};
-use super::ipsec::Ipsec;
+use super::dataplane::{classify, DataPlane, Payload, Via};
+use super::datasa::{spi_of, DataEsp};
+use super::ipsec::{bind_udp, Ipsec};
+use super::outer::{
+    ipv4_payload, Ipv6Raw, RawPacket, RawSockets, PROTO_ESP, PROTO_IPIP, PROTO_IPV6,
+};
 use super::serve::{self, Query};
 use super::status::{self, DriverState};
+use super::watch::{self, Change};
 
 /// State of the main loop.
 struct Daemon {
     mn: MobileNode,
     ipsec: Ipsec,
     sock: UdpSocket,
+    /// The address `sock` is bound to: the care-of address of the last BU.
+    bound: Ipv4Addr,
+    /// The care-of address the home agent last confirmed: a movement is a change of it.
+    confirmed: Option<IpAddr>,
     ha4: Ipv4Addr,
+    /// `daemon.addresses` (IPv4): the only candidates when not empty.
+    allowed: Vec<Ipv4Addr>,
+    /// The current IPv4 care-of address candidates.
     addresses: Vec<Ipv4Addr>,
+    /// The current IPv6 ones (`daemon.ipv6_care_of`), and the socket their BUs leave on.
+    addresses6: Vec<Ipv6Addr>,
+    raw6: Option<Ipv6Raw>,
     addresses_fed: bool,
     state: DriverState,
     deregistered: bool,
     data: Option<DataPlane>,
+    outer: Option<RawSockets>,
+    data_esp: DataEsp,
+    esp_buf: Vec<u8>,
 }
 
 /// Receive on an IKE socket.
@@ -75,25 +99,70 @@ fn parse_ip_addr(text: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Run until SIGTERM or SIGINT.
-pub async fn run(cfg: DaemonFile) -> Result<()> {
-    let d = &cfg.daemon;
-    let all = if d.addresses.is_empty() {
-        read_addresses()?
-    } else {
-        d.addresses.clone()
-    };
-    let addresses: Vec<Ipv4Addr> = all
+/// A global IPv6 address that may be a care-of address: not the home address (which is on
+/// the TUN device), not link-local, loopback or multicast.
+fn usable_v6(a: Ipv6Addr, hoa: Ipv6Addr) -> bool {
+    a != hoa
+        && !a.is_loopback()
+        && !a.is_multicast()
+        && !a.is_unicast_link_local()
+        && !a.is_unspecified()
+}
+
+/// The address the engine will pick: a public one first (RFC 5555 §4.4.1: no NAT).
+fn preferred(addresses: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    addresses
         .iter()
+        .find(|a| !a.is_private())
+        .or(addresses.first())
+        .copied()
+}
+
+/// The usable IPv4 addresses of a list.
+fn v4_only(all: &[IpAddr]) -> Vec<Ipv4Addr> {
+    all.iter()
         .filter_map(|a| match a {
             IpAddr::V4(v) if !v.is_loopback() && !v.is_unspecified() => Some(*v),
             _ => None,
         })
+        .collect()
+}
+
+/// Run until SIGTERM or SIGINT.
+pub async fn run(cfg: DaemonFile) -> Result<()> {
+    let d = &cfg.daemon;
+    // Subscribe before reading, so no address change falls between the two.
+    let (addr_tx, mut addr_rx) = mpsc::channel::<Change>(256);
+    watch::start(d.tun.clone(), addr_tx)?;
+    let allowed: Vec<Ipv4Addr> = v4_only(&d.addresses);
+    let all = read_addresses()?;
+    let addresses: Vec<Ipv4Addr> = v4_only(&all)
+        .into_iter()
+        .filter(|a| allowed.is_empty() || allowed.contains(a))
         .collect();
-    let Some(&coa) = addresses.first() else {
-        bail!("no IPv4 address to use as care-of address (found {all:?})");
+    let Some(coa) = preferred(&addresses) else {
+        bail!(
+            "no IPv4 address to use as care-of address (found {all:?}, daemon.addresses {:?})",
+            d.addresses
+        );
     };
-    let skipped: Vec<&IpAddr> = all.iter().filter(|a| a.is_ipv6()).collect();
+    let hoa = cfg.mobile_node.home_address;
+    let addresses6: Vec<Ipv6Addr> = all
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(v) if d.ipv6_care_of && usable_v6(*v, hoa) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    let raw6 = if d.ipv6_care_of {
+        Some(Ipv6Raw::open()?)
+    } else {
+        None
+    };
+    let skipped: Vec<&IpAddr> = all
+        .iter()
+        .filter(|a| a.is_ipv6() && !d.ipv6_care_of)
+        .collect();
     if !skipped.is_empty() {
         info!(
             ?skipped,
@@ -108,18 +177,17 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
         .home_agent
         .ipv6
         .context("mobile_node.home_agent.ipv6 is required (DNS discovery is not wired in)")?;
-    let sock = UdpSocket::bind((coa, m.udp_source_port))
-        .await
-        .with_context(|| format!("binding UDP {coa}:{}", m.udp_source_port))?;
+    let sock = bind_udp(coa, m.udp_source_port).context("Binding Update socket")?;
     let ipsec = Ipsec::bind(&cfg.ipsec, coa, ha4, m.home_address, ha6).await?;
     let (tun_tx, mut tun_rx) = mpsc::channel::<Vec<u8>>(1024);
-    let data = match &d.tun {
+    let (raw_tx, mut raw_rx) = mpsc::channel::<RawPacket>(1024);
+    let (data, outer) = match &d.tun {
         Some(name) => {
             let dp = DataPlane::start(name, d.tun_mtu, m.home_address, &d.routes, tun_tx)?;
             info!(tun = %name, mtu = d.tun_mtu, hoa = %m.home_address, "data plane: TUN device up with the home address");
-            Some(dp)
+            (Some(dp), Some(RawSockets::start(raw_tx)?))
         }
-        None => None,
+        None => (None, None),
     };
     let mut seq = [0u8; 2];
     SystemRng::default().fill(&mut seq);
@@ -135,12 +203,20 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
         mn,
         ipsec,
         sock,
+        bound: coa,
+        confirmed: None,
         ha4,
+        allowed,
         addresses,
+        addresses6,
+        raw6,
         addresses_fed: false,
         state: DriverState::default(),
         deregistered: false,
         data,
+        outer,
+        data_esp: cfg.ipsec.data_esp,
+        esp_buf: vec![0u8; 65_536 + 128],
     };
     info!(coa = %coa, ha = %ha4, hoa = %m.home_address, control = %d.control_socket.display(), "dsmip-mn running");
     let mut buf = vec![0u8; 65_536];
@@ -182,9 +258,16 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
             }
             r = recv(daemon.ipsec.natt_socket(), &mut natt_buf) => {
                 if let Ok((n, from)) = r {
-                    daemon.ipsec.handle_ike(cfg.ipsec.natt_port, from, &natt_buf[..n]).await;
+                    // RFC 3948 §2.2: no non-ESP marker (and no keepalive) means ESP.
+                    if matches!(natt::classify(&natt_buf[..n]), Ok(Datagram::Esp)) {
+                        daemon.esp_in(&mut natt_buf[..n], from.ip());
+                    } else {
+                        daemon.ipsec.handle_ike(cfg.ipsec.natt_port, from, &natt_buf[..n]).await;
+                    }
                 }
             }
+            Some(mut p) = raw_rx.recv() => daemon.raw_packet(&mut p),
+            Some(c) = addr_rx.recv() => daemon.address_change(c),
             () = sleep => {
                 let now = Instant::now();
                 daemon.mn.handle_timeout(now);
@@ -203,6 +286,9 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
             daemon.feed_addresses();
         }
         daemon.drain().await;
+        if stopping.is_none() {
+            daemon.want_data_sa().await;
+        }
     }
     daemon.ipsec.delete().await;
     // The TUN reader may wait on a full channel: closing it lets the thread end.
@@ -238,6 +324,13 @@ impl Daemon {
         }
         self.addresses_fed = true;
         let now = Instant::now();
+        for a in &self.addresses6 {
+            let ev = AddressEvent::Added {
+                addr: IpAddr::V6(*a),
+                private: false,
+            };
+            self.mn.handle_address(now, ev);
+        }
         for a in &self.addresses {
             self.mn.handle_address(
                 now,
@@ -246,6 +339,157 @@ impl Daemon {
                     private: a.is_private(),
                 },
             );
+        }
+    }
+
+    /// An address came or went (netlink): the engine reselects the care-of address
+    /// (RFC 5555 §4.4.1) and, when it moves, sends a BU from the new one.
+    fn address_change(&mut self, c: Change) {
+        let (addr, added) = match c {
+            Change::Added(IpAddr::V4(a)) => (a, true),
+            Change::Removed(IpAddr::V4(a)) => (a, false),
+            Change::Added(IpAddr::V6(a)) => return self.address6_change(a, true),
+            Change::Removed(IpAddr::V6(a)) => return self.address6_change(a, false),
+        };
+        let usable =
+            !addr.is_loopback() && (self.allowed.is_empty() || self.allowed.contains(&addr));
+        let known = self.addresses.contains(&addr);
+        if !usable || added == known {
+            return;
+        }
+        let now = Instant::now();
+        if added {
+            info!(addr = %addr, "address added");
+            self.addresses.push(addr);
+            if self.addresses_fed {
+                let private = addr.is_private();
+                self.mn.handle_address(
+                    now,
+                    AddressEvent::Added {
+                        addr: IpAddr::V4(addr),
+                        private,
+                    },
+                );
+            }
+        } else {
+            info!(addr = %addr, "address removed");
+            self.addresses.retain(|a| *a != addr);
+            if self.addresses_fed {
+                self.mn.handle_address(
+                    now,
+                    AddressEvent::Removed {
+                        addr: IpAddr::V4(addr),
+                    },
+                );
+            }
+        }
+        // Before the first registration the engine sends nothing: the sockets (and the
+        // next IKE attempt) follow the address it would pick.
+        if !self.addresses_fed {
+            if let Some(a) = preferred(&self.addresses) {
+                self.rebind(a);
+            }
+        }
+    }
+
+    /// An IPv6 address came or went: a care-of candidate with `daemon.ipv6_care_of`.
+    fn address6_change(&mut self, addr: Ipv6Addr, added: bool) {
+        let hoa = self.mn.config().home_address;
+        if self.raw6.is_none() || !usable_v6(addr, hoa) {
+            debug!(addr = %addr, "IPv6 address change ignored");
+            return;
+        }
+        if added == self.addresses6.contains(&addr) {
+            return;
+        }
+        info!(addr = %addr, added, "IPv6 address change");
+        if added {
+            self.addresses6.push(addr);
+        } else {
+            self.addresses6.retain(|a| *a != addr);
+        }
+        if self.addresses_fed {
+            let ev = if added {
+                AddressEvent::Added {
+                    addr: IpAddr::V6(addr),
+                    private: false,
+                }
+            } else {
+                AddressEvent::Removed {
+                    addr: IpAddr::V6(addr),
+                }
+            };
+            self.mn.handle_address(Instant::now(), ev);
+        }
+    }
+
+    /// Ask for the data SA when the configuration wants one for the NAT state of the last
+    /// BA and none covers the current IPv4 home address (contract: a new one when it
+    /// changes). Only with a data plane, and only once registered.
+    async fn want_data_sa(&mut self) {
+        if self.data.is_none() || self.mn.ipv6_binding().is_none() {
+            return;
+        }
+        let Some(t) = self.mn.tunnel() else { return };
+        if !self.data_esp.wanted(self.mn.nat_state().nat_detected) || self.ipsec.data_covers(t.hoa4)
+        {
+            return;
+        }
+        self.ipsec.request_data(Instant::now(), t.hoa4).await;
+    }
+
+    /// An ESP packet (from the SPI on) for the data SA, from UDP 4500 or protocol 50:
+    /// decrypt and hand the inner packet to the device, which checks that its destination
+    /// is a home address (contract).
+    fn esp_in(&mut self, esp: &mut [u8], from: IpAddr) {
+        let st = &mut self.ipsec.data_stats;
+        let Some(sa) = self.ipsec.data.as_mut() else {
+            st.rx_errors += 1;
+            debug!(%from, spi = ?spi_of(esp), "ESP without a data SA dropped");
+            return;
+        };
+        if spi_of(esp) != Some(sa.spi_in) {
+            st.rx_errors += 1;
+            debug!(%from, spi = ?spi_of(esp), "ESP with an unknown SPI dropped");
+            return;
+        }
+        match sa.open(esp) {
+            Ok(inner) => {
+                st.rx_packets += 1;
+                if let Some(d) = self.data.as_mut() {
+                    let before = d.stats.not_ours;
+                    d.inbound(&esp[inner]);
+                    st.not_ours += d.stats.not_ours - before;
+                }
+            }
+            Err(e) => {
+                st.rx_errors += 1;
+                debug!(%from, error = %e, "ESP packet refused");
+            }
+        }
+    }
+
+    /// A packet from a raw socket (protocol 4, 41 or 50): only from the home agent.
+    fn raw_packet(&mut self, p: &mut RawPacket) {
+        let Some((src, range)) = ipv4_payload(&p.packet) else {
+            self.state.outer_dropped += 1;
+            return;
+        };
+        if src != self.ha4 {
+            self.state.outer_dropped += 1;
+            debug!(%src, protocol = p.protocol, "raw packet not from the home agent dropped");
+            return;
+        }
+        let payload = &mut p.packet[range];
+        let version = payload.first().map(|b| b >> 4);
+        match (p.protocol, version) {
+            (PROTO_ESP, _) => self.esp_in(payload, IpAddr::V4(src)),
+            // RFC 5555 §4.1: IPv4 in IPv4 is protocol 4, IPv6 in IPv4 protocol 41.
+            (PROTO_IPIP, Some(4)) | (PROTO_IPV6, Some(6)) => match self.data.as_mut() {
+                Some(d) => d.inbound(payload),
+                None => self.state.data_dropped += 1,
+            },
+            _ => self.state.outer_dropped += 1,
         }
     }
 
@@ -258,6 +502,9 @@ impl Daemon {
         s.ike_failures = self.ipsec.stats.ike_failures;
         s.esp_errors = self.ipsec.stats.esp_errors;
         s.tunnel = self.data.as_ref().map(|d| d.stats);
+        let nat = self.mn.nat_state().nat_detected;
+        s.data_sa = self.ipsec.data.as_ref().map(|d| (d.spi_in, d.spi_out, nat));
+        s.data_stats = self.ipsec.data_stats;
     }
 
     /// Send every queued Binding Update and log every event.
@@ -285,9 +532,39 @@ impl Daemon {
                         d.set_tunnel(t.as_ref());
                     }
                 }
+                Event::Keying(KeyingEvent::CareOfAddressProposed { coa, .. }) => {
+                    info!(coa = %coa.ip(), "Binding Update from a new care-of address");
+                    if let CareOf::V4 { addr, .. } = coa {
+                        self.rebind(*addr);
+                    }
+                }
+                // RFC 5555 §5.1, RFC 4877 §4.4: with K acknowledged the home agent moves the
+                // IKE SA to the new address; an empty INFORMATIONAL from there confirms it.
+                // The data SA follows by itself: its outer headers come from the sockets.
+                Event::Keying(KeyingEvent::CareOfAddressConfirmed {
+                    coa,
+                    k_acknowledged,
+                    ..
+                }) => {
+                    let moved = self
+                        .confirmed
+                        .replace(coa.ip())
+                        .is_some_and(|c| c != coa.ip());
+                    if !moved {
+                        // The first registration: the IKE SA already runs from here.
+                    } else if *k_acknowledged {
+                        info!(coa = %coa.ip(), "care-of address confirmed with K: updating the IKE SA");
+                        self.ipsec.liveness(Instant::now()).await;
+                    } else {
+                        warn!(coa = %coa.ip(), "care-of address confirmed without K: the IKE SA keeps the old address until it is renegotiated");
+                    }
+                }
                 Event::Rejected { status } => warn!(status = status.0, "Binding Update rejected"),
                 Event::BindingExpired => warn!("binding expired"),
                 Event::NoRoute => warn!("no usable care-of or home agent address"),
+                Event::FellBackToIpv4 { from, to } => {
+                    info!(%from, %to, "no answer to three IPv6 Binding Updates: falling back to IPv4 (RFC 5555 §4.4.1)")
+                }
                 other => info!(event = ?other, "engine event"),
             }
         }
@@ -296,9 +573,13 @@ impl Daemon {
     /// `IPv4 / UDP 4191 / IPv6 / ESP / MH` (RFC 5555 §5.2.1): ESP transport mode on the
     /// IPv6 packet, the kernel adds UDP and IPv4.
     async fn send_bu(&mut self, t: &mn::output::Transmit) {
-        if t.outer.is_none() {
-            warn!(src = %t.ipv6_src, "Binding Update over IPv6 not sent: IPv6 signalling is not implemented");
-            return;
+        let Some(outer) = t.outer else {
+            return self.send_bu_v6(t);
+        };
+        // The BU leaves from the care-of address it registers (RFC 5555 §4.4.2: the IPv4
+        // Care-of Address option must match the outer source unless a NAT rewrites it).
+        if let Outer::V4 { src, .. } = outer.outer {
+            self.rebind(src);
         }
         let mut clear = vec![0u8; t.ipv6_len()];
         if let Err(e) = t.emit_ipv6(&mut clear) {
@@ -324,15 +605,98 @@ impl Daemon {
         }
     }
 
-    /// A packet the kernel routed into the TUN device: into the UDP tunnel (RFC 5555 §4.1).
+    /// A BU from an IPv6 care-of address (RFC 6275 §11.7.1, RFC 4877 §4.1): `IPv6 (CoA ->
+    /// HA) / Destination Options (Home Address) / ESP / MH`, ESP transport mode with the
+    /// home-address SA, whole on the raw IPv6 socket. The home agent's kernel must know
+    /// MIP6 to accept it; without an answer the engine falls back to IPv4 (§4.4.1).
+    fn send_bu_v6(&mut self, t: &mn::output::Transmit) {
+        let Some(raw6) = self.raw6.as_ref() else {
+            warn!(src = %t.ipv6_src, "Binding Update over IPv6 not sent: daemon.ipv6_care_of is off");
+            return;
+        };
+        let mut clear = vec![0u8; t.ipv6_len()];
+        if let Err(e) = t.emit_ipv6(&mut clear) {
+            warn!(error = %e, "Binding Update could not be built");
+            return;
+        }
+        let mut wire = vec![0u8; clear.len() + 64];
+        let Some(n) = self.ipsec.seal(&clear, &mut wire) else {
+            self.state.bu_held_no_sa += 1;
+            return;
+        };
+        match raw6.send(&wire[..n], t.ipv6_dst) {
+            Ok(_) => {
+                info!(sequence = t.sequence(), coa = %t.ipv6_src, "Binding Update sent over IPv6")
+            }
+            Err(e) => warn!(error = %e, coa = %t.ipv6_src, "Binding Update over IPv6 not sent"),
+        }
+    }
+
+    /// Move the BU socket and the IKE sockets to a new care-of address.
+    fn rebind(&mut self, coa: Ipv4Addr) {
+        if coa == self.bound {
+            return;
+        }
+        let port = self.mn.config().udp_source_port;
+        match bind_udp(coa, port) {
+            Ok(s) => {
+                self.sock = s;
+                self.bound = coa;
+                info!(%coa, "Binding Update socket bound to the new care-of address");
+            }
+            Err(e) => warn!(error = %e, %coa, "Binding Update socket not moved"),
+        }
+        self.ipsec.set_local(coa);
+    }
+
+    /// A packet the kernel routed into the TUN device: into the data SA (RFC 5555 §5.2.2)
+    /// or the engine's plain tunnel (§4.1).
     async fn tun_packet(&mut self, pkt: &[u8]) {
         let t = self.mn.tunnel();
+        let esp = self.ipsec.data.is_some();
         let Some(d) = self.data.as_mut() else {
             return;
         };
-        if let Some(p) = d.outbound(t.as_ref(), pkt) {
-            if let Err(e) = self.sock.send_to(p, (self.ha4, DSMIPV6_PORT)).await {
-                warn!(error = %e, "tunnel send failed");
+        let r = match d.outbound(t.as_ref(), esp, pkt) {
+            None => return,
+            Some(Via::Udp) => self.sock.send_to(pkt, (self.ha4, DSMIPV6_PORT)).await,
+            Some(Via::IpInIp(proto)) => match &self.outer {
+                Some(o) => o.send(proto, pkt, self.ha4),
+                None => return,
+            },
+            Some(Via::Esp) => self.esp_out(pkt).await,
+        };
+        if let Err(e) = r {
+            warn!(error = %e, "tunnel send failed");
+        }
+    }
+
+    /// ESP tunnel mode with the data SA: in UDP from our NAT-T socket to the home agent's
+    /// 4500 when the BA reported a NAT (RFC 3948 §2.1, RFC 5555 §5.2.2), else IPv4
+    /// protocol 50.
+    async fn esp_out(&mut self, inner: &[u8]) -> std::io::Result<usize> {
+        let Some(sa) = self.ipsec.data.as_mut() else {
+            return Ok(0);
+        };
+        let n = match sa.seal(inner, &mut self.esp_buf) {
+            Ok(n) => n,
+            Err(e) => {
+                self.ipsec.stats.esp_errors += 1;
+                warn!(error = %e, "ESP encapsulation of a data packet failed");
+                return Ok(0);
+            }
+        };
+        self.ipsec.data_stats.tx_packets += 1;
+        let esp = &self.esp_buf[..n];
+        if self.mn.nat_state().nat_detected {
+            self.ipsec
+                .natt_socket()
+                .send_to(esp, (self.ha4, NATT_PORT))
+                .await
+        } else {
+            match &self.outer {
+                Some(o) => o.send(PROTO_ESP, esp, self.ha4),
+                None => Ok(0),
             }
         }
     }

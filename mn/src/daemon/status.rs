@@ -23,6 +23,11 @@ pub struct DriverState {
     /// Tunnelled packets that arrived without a data plane.
     pub data_dropped: u64,
     pub tunnel: Option<super::dataplane::TunnelStats>,
+    /// The data SA's (in, out) SPIs and whether it travels in UDP 4500.
+    pub data_sa: Option<(u32, u32, bool)>,
+    pub data_stats: super::datasa::DataSaStats,
+    /// Raw-socket packets (protocols 4, 41, 50) not from the home agent or malformed.
+    pub outer_dropped: u64,
 }
 
 fn coa_text(c: &CareOf) -> String {
@@ -89,7 +94,19 @@ pub fn status(now: Instant, mn: &MobileNode, d: &DriverState) -> Value {
             "bu_held_no_sa": d.bu_held_no_sa,
             "esp_errors": d.esp_errors,
             "data_dropped": d.data_dropped,
+            "outer_dropped": d.outer_dropped,
+            "data_sa_tx": d.data_stats.tx_packets,
+            "data_sa_rx": d.data_stats.rx_packets,
+            "data_sa_rx_errors": d.data_stats.rx_errors,
+            "data_sa_not_ours": d.data_stats.not_ours,
+            "data_sa_negotiated": d.data_stats.negotiated,
+            "data_sa_failed": d.data_stats.failed,
         },
+        "data_sa": d.data_sa.map(|(i, o, udp)| json!({
+            "spi_in": format!("{i:#010x}"),
+            "spi_out": format!("{o:#010x}"),
+            "udp": udp,
+        })),
         "last_event": d.last_event,
         "tunnel": d.tunnel.map(|t| json!({
             "tx_packets": t.tx_packets,
@@ -130,6 +147,22 @@ pub fn human(v: &Value) -> String {
             _ => "-".into(),
         }
     );
+    out.push_str(&format!(
+        "\ndata SA         {}",
+        match &v["data_sa"] {
+            Value::Object(m) => format!(
+                "in {} out {} ({})",
+                m.get("spi_in").and_then(Value::as_str).unwrap_or("-"),
+                m.get("spi_out").and_then(Value::as_str).unwrap_or("-"),
+                if m.get("udp") == Some(&Value::Bool(true)) {
+                    "ESP in UDP 4500"
+                } else {
+                    "ESP, protocol 50"
+                }
+            ),
+            _ => "-".into(),
+        }
+    ));
     if let Some(e) = v["last_event"].as_str() {
         out.push_str(&format!("\nlast event      {e}"));
     }
@@ -158,7 +191,9 @@ mod tests {
         assert!(v["care_of_address"].is_null());
         assert!(v["sa_spis"].is_null());
         assert_eq!(v["bindings"].as_array().map(Vec::len), Some(0));
+        assert!(v["data_sa"].is_null());
         let h = human(&v);
+        assert!(h.contains("data SA         -"), "{h}");
         assert!(h.contains("state           unregistered"), "{h}");
         assert!(h.contains("IKE             not established"), "{h}");
     }
@@ -177,9 +212,16 @@ mod tests {
         let d = DriverState {
             ike_established: true,
             spis: Some((0xc000_0001, 0x1234)),
+            data_sa: Some((0xc000_0002, 0x5678, true)),
             ..Default::default()
         };
         let v = status(now, &mn, &d);
+        assert_eq!(v["data_sa"]["spi_in"], "0xc0000002");
+        assert_eq!(v["data_sa"]["spi_out"], "0x00005678");
+        assert_eq!(v["data_sa"]["udp"], true);
+        assert!(
+            human(&v).contains("data SA         in 0xc0000002 out 0x00005678 (ESP in UDP 4500)")
+        );
         assert_eq!(v["state"], "registering");
         assert_eq!(v["sa_spis"]["in"], "0xc0000001");
         assert_eq!(v["sa_spis"]["out"], "0x00001234");
