@@ -701,6 +701,44 @@ fn create_child_sa_without_pfs_and_with_refusals() {
     assert!(p.i.liveness(p.now, sa).is_err());
 }
 
+#[test]
+fn delete_child_removes_one_child_sa_at_both_ends() {
+    // RFC 7296 §1.4.1: HDR, SK {D(ESP, our inbound SPI)} --> <-- HDR, SK {D(ESP, theirs)}.
+    let (mut p, sa, data) = rfc5555_pair(35, "aes256gcm16-x25519");
+    p.i.create_child(p.now, sa, data).unwrap();
+    p.drive();
+    let (ci, cr) = (children(&p.i_events), children(&p.r_events));
+    let (data_i, data_r) = (&ci[1], &cr[1]);
+    // Unknown SPIs are refused without a message.
+    assert!(p.i.delete_child(p.now, sa, 0xdead_beef).is_err());
+    p.i.delete_child(p.now, sa, data_i.spi_in).unwrap();
+    assert_eq!(p.drive(), 2);
+    let downs = |events: &[Event]| -> Vec<u32> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChildSaDown { spi_in, .. } => Some(*spi_in),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(downs(&p.i_events), vec![data_i.spi_in]);
+    assert_eq!(
+        downs(&p.r_events),
+        vec![data_r.spi_in],
+        "only the data SA goes at the peer"
+    );
+    // The signalling SA and the IKE SA are still there: a second delete of the same
+    // SPI fails, and a liveness check still gets its answer.
+    assert!(p.i.delete_child(p.now, sa, data_i.spi_in).is_err());
+    p.i.liveness(p.now, sa).unwrap();
+    assert_eq!(p.drive(), 2);
+    assert!(!p
+        .i_events
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDown { .. })));
+}
+
 // ---- certificates (RFC 7296 §2.15, RFC 7427) -------------------------------------------
 
 const NOW_2030: i64 = 1_893_456_000;

@@ -313,6 +313,37 @@ impl IkeSa {
         self.create_child_inner(now, out, policy, Some(spi_in))
     }
 
+    /// Deletes the CHILD_SA whose inbound SPI is `spi_in` (§1.4.1): INFORMATIONAL with a
+    /// Delete payload naming our inbound SPI (§3.11). `ChildSaDown` is reported at once: we
+    /// stop using the SA now, whatever the peer answers.
+    pub(crate) fn delete_child(
+        &mut self,
+        now: Instant,
+        out: &mut Out<'_>,
+        spi_in: u32,
+    ) -> Result<()> {
+        if self.state != State::Established {
+            return Err(Error::State("IKE SA not established"));
+        }
+        let i = self
+            .children
+            .iter()
+            .position(|c| c.spi_in == spi_in)
+            .ok_or(Error::State("no such CHILD_SA"))?;
+        let d = crate::wire::DeleteRepr {
+            protocol: ProtocolId::ESP,
+            spi_size: 4,
+            spis: vec![spi_in.to_be_bytes().to_vec()],
+        };
+        self.send_request(now, out, ExchangeType::INFORMATIONAL, &[Payload::Delete(d)])?;
+        self.children.remove(i);
+        out.events.push_back(Event::ChildSaDown {
+            sa: self.id(),
+            spi_in,
+        });
+        Ok(())
+    }
+
     fn create_child_inner(
         &mut self,
         now: Instant,

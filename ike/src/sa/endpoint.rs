@@ -136,6 +136,16 @@ impl Endpoint {
             .rekey_child(now, &mut out, spi_in)
     }
 
+    /// Deletes one CHILD_SA, named by our inbound SPI, with an INFORMATIONAL exchange
+    /// (RFC 7296 §1.4.1); `ChildSaDown` follows at once here and at the peer on receipt.
+    /// Fails while another request of this IKE SA is in flight (window size 1, §2.3).
+    pub fn delete_child(&mut self, now: Instant, sa: SaId, spi_in: u32) -> Result<()> {
+        let (mut out, sas) = self.out();
+        sas.get_mut(&sa)
+            .ok_or(Error::State("no such SA"))?
+            .delete_child(now, &mut out, spi_in)
+    }
+
     /// Rekeys the IKE SA (RFC 7296 §1.3.2): `IkeSaRekeyed { old, new }`, then the old SA
     /// is deleted (`IkeSaDown { old }`).
     pub fn rekey_ike(&mut self, now: Instant, sa: SaId) -> Result<()> {
