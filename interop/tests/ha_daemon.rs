@@ -1411,3 +1411,343 @@ fn ip_in_ip_both_families_without_nat() -> Result<()> {
     rig.sigterm()?;
     Ok(())
 }
+
+const COA6: &str = "2001:db8:3::2";
+
+/// The next packet from the home agent's address read from `tun` (the mobile node's visited
+/// link) within `wait`. An ICMPv6 Parameter Problem on the way is an error: it would mean
+/// the home agent's kernel, not the daemon, answered a Home Address option.
+fn tun_recv(tun: &mipsec::io::tun::Tun, wait: Duration) -> Result<Option<Vec<u8>>> {
+    let ha6: Ipv6Addr = HA6.parse()?;
+    let end = std::time::Instant::now() + wait;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        if ms == 0 || !tun.wait_readable(ms)? {
+            return Ok(None);
+        }
+        let n = tun.recv(&mut buf)?;
+        let p = &buf[..n];
+        if p.len() < 48 || p[0] >> 4 != 6 {
+            continue;
+        }
+        if p[6] == 58 && p[40] == 4 {
+            bail!("ICMPv6 Parameter Problem reached the care-of address: {p:02x?}");
+        }
+        if p[8..24] == ha6.octets() {
+            return Ok(Some(p.to_vec()));
+        }
+    }
+}
+
+/// RFC 6275 §10.3.1 / §11.7.1, RFC 5555 §4.4.1 and RFC 2473: a mobile node with an IPv6
+/// care-of address. Its visited link is a TUN device in the nat namespace (the test writes
+/// and reads whole IPv6 packets there; the nat namespace routes them to and from the home
+/// agent over IPv6). IKE runs over IPv4 (the SA's selectors are the home address and the
+/// home agent, not the outer addresses). The node registers first over IPv4 from
+/// 192.0.2.2 (K set), then moves: the BU goes as `IPv6 (CoA -> HA) / Destination
+/// Options (HoA) / ESP / MH`, the BA comes back as `IPv6 (HA -> CoA) / type 2 routing
+/// header (HoA) / ESP / MH` and is decrypted and checked; ICMPv6 and ICMP echo through
+/// IPv6-in-IPv6 and IPv4-in-IPv6 reach the correspondent and come back the same way; a
+/// spoofed inner source is dropped; the home agent's kernel sent no Parameter Problem and
+/// counted no header error; the IKE SA stayed on IPv4 despite K (its Delete is answered
+/// there); the nftables table goes with the daemon.
+#[test]
+fn ipv6_care_of_address_bu_ba_and_ip_in_ipv6() -> Result<()> {
+    let mut rig = Rig::build("hadv6", true, true)?;
+    let text = fs::read_to_string(&rig.config)?.replacen(
+        "[daemon]\n",
+        "[daemon]\nlisten_v6_interfaces = [\"eth0\"]\n",
+        1,
+    );
+    fs::write(&rig.config, text)?;
+    let (nat, ha) = (rig.nat.clone(), rig.ha.clone());
+    let run = |ns: &str, argv: &[&str]| rig.lab.run(ns, argv).map(|_| ());
+    run(
+        &nat,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:2::2/64",
+            "dev",
+            "out0",
+            "nodad",
+        ],
+    )?;
+    run(
+        &ha,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:2::1/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
+    run(
+        &ha,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:3::/64",
+            "via",
+            "2001:db8:2::2",
+        ],
+    )?;
+    rig.lab.sysctl(&nat, "net.ipv6.conf.all.forwarding", "1")?;
+    let tun = in_ns(&nat, || {
+        let t = mipsec::io::tun::Tun::create("mn6")?;
+        t.up()?;
+        Ok(t)
+    })?;
+    run(
+        &nat,
+        &["ip", "-6", "route", "add", "2001:db8:3::/64", "dev", "mn6"],
+    )?;
+    run(
+        &nat,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "via",
+            "2001:db8:2::1",
+        ],
+    )?;
+    rig.start()?;
+    let tables = rig.lab.run(&ha, &["nft", "list", "tables"])?;
+    assert!(tables.contains("ip6 dsmip_ha_mip6"), "{tables}");
+
+    let (mut driver, dsmip, mut out_sa, mut in_sa, child, sa) =
+        transport_sa_in(&rig, HOA, &nat, NAT4)?;
+    // First at 192.0.2.2 over IPv4 (UDP 4191, K set), then the move to the IPv6 care-of
+    // address with K: the IKE SA must stay on IPv4, where the responder listens.
+    let first = esp_bu(
+        &dsmip,
+        &mut out_sa,
+        &mut in_sa,
+        &bu_from(1, 400, "0.0.0.0/32", NAT4)?,
+    )?;
+    assert_eq!(first.0, 0);
+    let hoa4_first = first.3.context("no IPv4 home address over IPv4")?.1;
+    let (hoa, ha6, coa): (Ipv6Addr, Ipv6Addr, Ipv6Addr) =
+        (HOA.parse()?, HA6.parse()?, COA6.parse()?);
+    let spec = BuSpec {
+        sequence: 2,
+        lifetime_secs: 400,
+        flags: BuFlags(BuFlags::A | BuFlags::H | BuFlags::K),
+        hoa,
+        ha: ha6,
+        ipv4_hoa: Some(Ipv4Prefix {
+            addr: Ipv4Addr::UNSPECIFIED,
+            len: 32,
+        }),
+        prefix_request: false,
+        ipv4_coa: None,
+    };
+    let addressing = interop::probe::encode::V6Addressing {
+        src: coa,
+        dst: ha6,
+        hao: Some(hoa),
+        rh2: None,
+    };
+    let clear = interop::probe::encode::ipv6_packet(
+        &interop::probe::encode::Upper::Mh(bu_repr(&spec)?),
+        &addressing,
+    )?;
+    let mut wire = vec![0u8; clear.len() + 64];
+    let n = transport::encapsulate(&mut out_sa, &clear, &mut wire)?;
+    // IPv6 / Destination Options (HoA) / ESP / MH (RFC 6275 §11.3.2 order).
+    assert_eq!((wire[6], wire[40]), (60, IPPROTO_ESP));
+    tun.send(&wire[..n])?;
+    let mut ba = tun_recv(&tun, Duration::from_secs(3))?
+        .with_context(|| format!("no BA over IPv6: {}", rig.log_text()))?;
+    let h = Ipv6Repr::parse(&ba)?;
+    assert_eq!(
+        (h.src, h.dst, h.next_header),
+        (ha6, coa, 43),
+        "routing header first"
+    );
+    let rh = mipsec::wire::ext::RoutingHeaderType2::parse(&ba[40..])?;
+    assert_eq!((rh.segments_left, rh.home_address), (1, hoa));
+    assert_eq!(rh.next_header, IPPROTO_ESP, "the BA must be ESP-protected");
+    let (range, _) = transport::decapsulate(&mut in_sa, &mut ba)?;
+    let ba = &ba[range];
+    assert_eq!(
+        ba[40], 135,
+        "MH after the routing header once ESP is removed"
+    );
+    let mh = mipsec::wire::mh::MhPacket::new_checked(&ba[64..])?;
+    mh.verify_checksum(&ha6, &hoa)?;
+    // As the mobile node sees it after the routing header: HA -> HoA / MH.
+    let mut seen = ba[..40].to_vec();
+    seen[6] = 135;
+    seen[24..40].copy_from_slice(&hoa.octets());
+    seen.extend_from_slice(&ba[64..]);
+    let mh_len = u16::try_from(ba.len() - 64)?;
+    seen[4..6].copy_from_slice(&mh_len.to_be_bytes());
+    let (status, seq, _, v4, nat_seen) = read_ba(&seen)?;
+    assert_eq!((status, seq, nat_seen), (0, 2, false));
+    let (v4_status, hoa4) = v4.context("no IPv4 address acknowledgement")?;
+    assert_eq!(
+        (v4_status, hoa4),
+        (0, hoa4_first),
+        "the IPv4 home address is kept"
+    );
+
+    let b = rig.ctl("bindings")?;
+    assert_eq!(b[0]["care_of_address"], COA6, "{b}");
+    assert_eq!(b[0]["encapsulation"], "ip-in-ip", "{b}");
+    assert_eq!(b[0]["nat"], false, "{b}");
+    assert_eq!(
+        b[0]["sa_spis"]["in"],
+        format!("{:#010x}", child.spi_out),
+        "{b}"
+    );
+
+    // IPv6 in IPv6 (41) and IPv4 in IPv6 (4) from the care-of address to the home agent.
+    let wrap = |nh: u8, inner: &[u8]| -> Result<Vec<u8>> {
+        let mut p = vec![0u8; 40];
+        Ipv6Repr {
+            dscp: 0,
+            ecn: 0,
+            flow_label: 0,
+            payload_len: u16::try_from(inner.len())?,
+            next_header: nh,
+            hop_limit: 64,
+            src: coa,
+            dst: ha6,
+        }
+        .emit(&mut p)?;
+        p.extend_from_slice(inner);
+        Ok(p)
+    };
+    let (cn6, cn4): (Ipv6Addr, Ipv4Addr) = ("2001:db8:1::2".parse()?, "203.0.113.2".parse()?);
+    let data = b"dsmip data in IP-in-IPv6";
+    tun.send(&wrap(41, &echo6_request(hoa, cn6, 1, data)?)?)?;
+    let r = tun_recv(&tun, Duration::from_secs(5))?
+        .with_context(|| format!("no IPv6-in-IPv6 reply: {}", rig.log_text()))?;
+    let h = Ipv6Repr::parse(&r)?;
+    assert_eq!((h.src, h.dst, h.next_header), (ha6, coa, 41));
+    check_echo6_reply(&r[40..], cn6, hoa, data)?;
+
+    tun.send(&wrap(4, &echo_request(hoa4, cn4, 2, data)?)?)?;
+    let r = tun_recv(&tun, Duration::from_secs(5))?
+        .with_context(|| format!("no IPv4-in-IPv6 reply: {}", rig.log_text()))?;
+    let h = Ipv6Repr::parse(&r)?;
+    assert_eq!((h.src, h.dst, h.next_header), (ha6, coa, 4));
+    check_echo_reply(&r[40..], cn4, hoa4, 2, data)?;
+
+    // Not this binding's inner source; IPv6 inside protocol 4: both dropped as spoofed.
+    tun.send(&wrap(
+        41,
+        &echo6_request("2001:db8:1::9".parse()?, cn6, 3, data)?,
+    )?)?;
+    tun.send(&wrap(4, &echo6_request(hoa, cn6, 4, data)?)?)?;
+    assert!(tun_recv(&tun, Duration::from_millis(800))?.is_none());
+    let m = rig.metrics()?;
+    let kind = |k: &str, d: &str| {
+        metric(
+            &m,
+            &format!("dsmip_ha_tunnel_packets_total{{kind=\"{k}\",dir=\"{d}\"}} "),
+        )
+    };
+    assert_eq!(
+        (kind("ip6ip", "rx"), kind("ip6ip", "tx")),
+        (Some(2), Some(2)),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "dsmip_ha_tunnel_drops_total{reason=\"spoofed\"} "),
+        Some(2),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "dsmip_ha_bu_accepted_total "), Some(2), "{m}");
+    assert_eq!(metric(&m, "dsmip_ha_ike_peer_moves_total "), Some(0), "{m}");
+
+    // A data SA (RFC 5555 §5.2.2) on the same IKE SA: with an IPv6 care-of address its
+    // packets travel as IPv6 / ESP between the care-of address and the home agent address,
+    // and the data SA is preferred over IPv6-in-IPv6.
+    let child = data_sa(
+        &mut driver,
+        sa,
+        vec![
+            TrafficSelector::prefix(IpAddr::V6(hoa), 128),
+            TrafficSelector::prefix(IpAddr::V4(hoa4), 32),
+        ],
+    )?;
+    let (mut d_out, mut d_in) = data_keys(&child)?;
+    let installed = wait_until(Duration::from_secs(3), || {
+        rig.ctl("bindings")
+            .is_ok_and(|b| b[0]["data_sa_spis"]["in"] == format!("{:#010x}", child.spi_out))
+    });
+    assert!(installed, "data SA not installed: {}", rig.log_text());
+    tun.send(&wrap(
+        50,
+        &esp_seal(&mut d_out, &echo6_request(hoa, cn6, 5, data)?)?,
+    )?)?;
+    let mut r = tun_recv(&tun, Duration::from_secs(5))?
+        .with_context(|| format!("no IPv6 ESP reply: {}", rig.log_text()))?;
+    let h = Ipv6Repr::parse(&r)?;
+    assert_eq!((h.src, h.dst, h.next_header), (ha6, coa, IPPROTO_ESP));
+    check_echo6_reply(&esp_open(&mut d_in, &mut r[40..])?, cn6, hoa, data)?;
+    tun.send(&wrap(
+        50,
+        &esp_seal(&mut d_out, &echo_request(hoa4, cn4, 6, data)?)?,
+    )?)?;
+    let mut r = tun_recv(&tun, Duration::from_secs(5))?
+        .with_context(|| format!("no IPv6 ESP reply (IPv4 inside): {}", rig.log_text()))?;
+    assert_eq!(r[6], IPPROTO_ESP);
+    check_echo_reply(&esp_open(&mut d_in, &mut r[40..])?, cn4, hoa4, 6, data)?;
+    let m = rig.metrics()?;
+    let kind = |k: &str, d: &str| {
+        metric(
+            &m,
+            &format!("dsmip_ha_tunnel_packets_total{{kind=\"{k}\",dir=\"{d}\"}} "),
+        )
+    };
+    assert_eq!(
+        (kind("esp", "rx"), kind("esp", "tx")),
+        (Some(2), Some(2)),
+        "{m}"
+    );
+    assert_eq!(
+        (kind("ip6ip", "rx"), kind("ip6ip", "tx")),
+        (Some(2), Some(2)),
+        "{m}"
+    );
+
+    // The IKE SA still answers at its IPv4 address.
+    assert!(
+        interop::ike_probe::delete(&mut driver, sa, Duration::from_secs(5))?,
+        "Delete not answered: the IKE SA left IPv4"
+    );
+    // The kernel never saw the Home Address option (the nftables table dropped it first).
+    let snmp = rig.lab.run(&ha, &["cat", "/proc/net/snmp6"])?;
+    let hdr_errors = snmp
+        .lines()
+        .find_map(|l| l.strip_prefix("Ip6InHdrErrors"))
+        .map(str::trim);
+    assert_eq!(hdr_errors, Some("0"), "{snmp}");
+
+    let log = rig.sigterm()?;
+    assert!(log.contains("type 2 routing header"), "{log}");
+    assert!(
+        log.contains("IKE SA not moved: the care-of address is IPv6"),
+        "{log}"
+    );
+    let tables = rig.lab.run(&ha, &["nft", "list", "tables"])?;
+    assert!(!tables.contains("dsmip_ha_mip6"), "table left: {tables}");
+    drop(tun);
+    Ok(())
+}

@@ -56,6 +56,10 @@ pub struct DaemonConfig {
     /// MTU of the TUN device.
     #[serde(default = "default_mtu")]
     pub tun_mtu: u32,
+    /// Interfaces on which Binding Updates and IP-in-IPv6 tunnels from IPv6 care-of
+    /// addresses are read (AF_PACKET, `daemon/ipv6.rs`); empty: no IPv6 transport.
+    #[serde(default)]
+    pub listen_v6_interfaces: Vec<String>,
 }
 
 fn default_mtu() -> u32 {

@@ -36,16 +36,25 @@ pub enum Kind {
     Esp,
     /// ESP tunnel mode in UDP 4500 (RFC 5555 §5.2.2, RFC 3948).
     EspUdp,
+    /// IPv4 or IPv6 in IPv6, protocols 4 and 41 (RFC 2473, RFC 5555 §4.1).
+    Ip6Ip,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Udp4191, Kind::IpIp, Kind::Esp, Kind::EspUdp];
+    pub const ALL: [Kind; 5] = [
+        Kind::Udp4191,
+        Kind::IpIp,
+        Kind::Esp,
+        Kind::EspUdp,
+        Kind::Ip6Ip,
+    ];
     pub fn label(self) -> &'static str {
         match self {
             Kind::Udp4191 => "udp4191",
             Kind::IpIp => "ipip",
             Kind::Esp => "esp",
             Kind::EspUdp => "esp-udp",
+            Kind::Ip6Ip => "ip6ip",
         }
     }
 }
@@ -67,7 +76,7 @@ pub struct TunnelStats {
     /// ESP, not a home address of the SA).
     pub spoofed: u64,
     /// Packets from the TUN device with no binding, or a binding whose tunnel cannot be
-    /// served (an IPv6 care-of address).
+    /// served (UDP over IPv6, or an IPv6 care-of address without the IPv6 transport).
     pub no_route: u64,
 }
 
@@ -241,6 +250,21 @@ impl DataPlane {
             return;
         }
         self.deliver(Kind::IpIp, inner);
+    }
+
+    /// An IPv4- or IPv6-in-IPv6 packet from the packet sockets (RFC 2473, `ipv6.rs`).
+    pub fn handle_ip6ip(
+        &mut self,
+        agent: &HomeAgent,
+        protocol: u8,
+        from: std::net::Ipv6Addr,
+        inner: &[u8],
+    ) {
+        if !super::ipv6::ip6ip_bound(agent, Instant::now(), protocol, from, inner) {
+            self.stats.spoofed += 1;
+            return;
+        }
+        self.deliver(Kind::Ip6Ip, inner);
     }
 
     /// Write a checked inner packet to the TUN device and count it.

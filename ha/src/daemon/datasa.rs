@@ -215,6 +215,11 @@ impl DataSas {
         }
     }
 
+    /// Is `spi` the inbound SPI of a data SA?
+    pub fn has_spi(&self, spi: u32) -> bool {
+        self.by_spi.contains_key(&spi)
+    }
+
     pub fn get(&self, hoa: &Ipv6Addr) -> Option<&DataSa> {
         self.by_hoa.get(hoa)
     }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod dataplane;
 pub mod datasa;
 pub mod ipsec;
+pub mod ipv6;
 pub mod raw;
 pub mod report;
 pub mod run;

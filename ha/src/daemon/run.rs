@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use ha::{Event, HomeAgent, ReplyPath, Verdict};
-use mipsec::wire::ip::{Ipv6Repr, IPPROTO_MH};
+use mipsec::wire::ip::{Ipv6Repr, IPPROTO_ESP, IPPROTO_MH};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -18,6 +18,7 @@ use super::config::DaemonFile;
 use super::dataplane::{plain_tunnel, DataPlane, Kind, Plain};
 use super::datasa::InDrop;
 use super::ipsec::Ipsec;
+use super::ipv6::{self, Ipv6Io, V6In};
 use super::raw::{RawPacket, RawTunnels, PROTO_ESP};
 use super::report::{self, DriverDrop, DriverStats};
 use super::rx::{self, Inbound};
@@ -34,6 +35,8 @@ struct Daemon {
     data: Option<DataPlane>,
     /// Raw IPv4 sockets for IP-in-IP and ESP (with the data plane).
     raw: Option<RawTunnels>,
+    /// Signalling and tunnels over native IPv6 (`daemon.listen_v6_interfaces`).
+    v6: Option<Ipv6Io>,
 }
 
 /// Receive on an optional socket; pends forever without one.
@@ -126,6 +129,16 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
             None
         }
     };
+    // RFC 6275 §10.3.1, RFC 5555 §4.4.1: BUs and tunnels from IPv6 care-of addresses.
+    let (v6_tx, mut v6_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let v6 = if d.listen_v6_interfaces.is_empty() {
+        drop(v6_tx);
+        None
+    } else {
+        let io = Ipv6Io::start(&d.listen_v6_interfaces, cfg.home_agent.address, v6_tx)?;
+        info!(interfaces = ?d.listen_v6_interfaces, table = ipv6::NFT_TABLE, "IPv6 transport: packet sockets and nftables table up");
+        Some(io)
+    };
     let (tx, mut queries) = mpsc::channel::<Query>(64);
     let control_task = tokio::spawn(serve::control(control, tx.clone()));
     let metrics_task = match d.metrics_listen {
@@ -150,6 +163,7 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
         ipsec,
         data,
         raw,
+        v6,
     };
     info!(udp = %listen, control = %d.control_socket.display(), require_ipsec = d.require_ipsec, "dsmip-ha running");
     let mut buf = vec![0u8; 65_536];
@@ -193,6 +207,7 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
                 }
             }
             Some(p) = raw_rx.recv() => daemon.raw_packet(p).await,
+            Some(p) = v6_rx.recv() => daemon.v6_packet(p).await,
             Some(q) = queries.recv() => daemon.answer(q),
             Some(pkt) = tun_rx.recv() => daemon.handle_tun_packet(&pkt).await,
             _ = term.recv() => break "SIGTERM",
@@ -203,6 +218,9 @@ pub async fn run(cfg: DaemonFile, path: &std::path::Path) -> Result<()> {
     // The TUN reader may wait on a full channel: closing it lets the thread end.
     drop(tun_rx);
     drop(raw_rx);
+    drop(v6_rx);
+    // Deletes the nftables table.
+    drop(daemon.v6.take());
     control_task.abort();
     if let Some(t) = metrics_task {
         t.abort();
@@ -289,7 +307,7 @@ impl Daemon {
                 }
                 let ctx =
                     rx::cleartext_context(from, &ip6, home_address_option, self.require_ipsec);
-                self.binding_update(&ctx, mh, from, false).await;
+                self.binding_update(&ctx, mh, from.into(), false).await;
             }
             Inbound::Esp { ip6 } => {
                 let mut pkt = buf.to_vec();
@@ -310,7 +328,7 @@ impl Daemon {
                         let mut ctx = rx::cleartext_context(from, &ip6, home_address_option, true);
                         ctx.sa = Some(sa);
                         let mh = mh.to_vec();
-                        self.binding_update(&ctx, &mh, from, true).await;
+                        self.binding_update(&ctx, &mh, from.into(), true).await;
                     }
                     _ => {
                         self.stats.drop(DriverDrop::DataPlaneAbsent);
@@ -357,7 +375,18 @@ impl Daemon {
                         Some(r) => r.send(PROTO_ESP, &esp[..n], coa).map(|_| Kind::Esp),
                         None => Err(std::io::Error::other("no raw sockets")),
                     },
-                    _ => Err(std::io::Error::other("no IPv4 care-of address")),
+                    // An IPv6 care-of address: IPv6 / ESP from the home agent address.
+                    Some((false, IpAddr::V6(coa))) => {
+                        let ha6 = self.agent.config().address;
+                        match (
+                            self.v6.as_ref(),
+                            ipv6::outer_packet(ha6, coa, IPPROTO_ESP, &esp[..n]),
+                        ) {
+                            (Some(io), Some(o)) => io.send(&o).map(|_| Kind::Esp),
+                            _ => Err(std::io::Error::other("no IPv6 transport")),
+                        }
+                    }
+                    None => Err(std::io::Error::other("no binding")),
                 };
                 match sent {
                     Ok(kind) => dp.stats.tx(kind, pkt.len()),
@@ -368,6 +397,23 @@ impl Daemon {
                 }
                 return;
             }
+        }
+        if let Some((src, dst)) = ipv6::plain_tunnel_v6(&route) {
+            let sent = match (self.v6.as_ref(), ipv6::encapsulate(src, dst, pkt)) {
+                (Some(io), Some(outer)) => io.send(&outer).map(|_| Kind::Ip6Ip),
+                (None, _) => Err(std::io::Error::other(
+                    "no IPv6 transport (listen_v6_interfaces)",
+                )),
+                (_, None) => Err(std::io::Error::other("not an IP packet or too long")),
+            };
+            match sent {
+                Ok(kind) => dp.stats.tx(kind, pkt.len()),
+                Err(e) => {
+                    dp.stats.no_route += 1;
+                    debug!(error = %e, hoa = %route.hoa, "IPv6 tunnel send failed");
+                }
+            }
+            return;
         }
         let sent = match plain_tunnel(&route, pkt) {
             Some(Plain::Udp(to)) => self.sock.send_to(pkt, to).await.map(|_| Kind::Udp4191),
@@ -414,6 +460,126 @@ impl Daemon {
         }
     }
 
+    /// A packet from the IPv6 packet sockets: a BU (RFC 6275 §10.3.1: `IPv6 (CoA -> HA) /
+    /// Destination Options (HoA) / ESP / MH`) or an IP-in-IPv6 tunnel packet.
+    async fn v6_packet(&mut self, mut pkt: Vec<u8>) {
+        // RFC 5555 §5.2.2 over an IPv6 care-of address: `IPv6 / ESP` under a data SA.
+        if let Some(esp) = ipv6::data_esp(&mut pkt) {
+            let spi = esp
+                .get(..4)
+                .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+            let data =
+                spi.is_some_and(|spi| self.ipsec.as_ref().is_some_and(|ip| ip.data.has_spi(spi)));
+            if data {
+                self.data_esp(esp, None, Kind::Esp);
+                return;
+            }
+        }
+        match ipv6::classify(&pkt) {
+            V6In::Tunnel {
+                protocol,
+                src,
+                inner,
+            } => match self.data.as_mut() {
+                Some(dp) => dp.handle_ip6ip(&self.agent, protocol, src, inner),
+                None => self.stats.drop(DriverDrop::DataPlaneAbsent),
+            },
+            V6In::Signalling(s) => {
+                let n = s.len();
+                pkt.truncate(n);
+                self.v6_signalling(pkt).await;
+            }
+            V6In::Malformed(why) => {
+                self.stats.drop(DriverDrop::Malformed);
+                debug!(why, "malformed IPv6 packet dropped");
+            }
+        }
+    }
+
+    async fn v6_signalling(&mut self, mut pkt: Vec<u8>) {
+        self.stats.datagrams += 1;
+        let (n, sa) = match rx::classify(&pkt) {
+            Inbound::Esp { ip6 } => {
+                let opened = self.ipsec.as_mut().and_then(|i| i.open(&mut pkt));
+                let Some((n, sa)) = opened else {
+                    self.stats.drop(DriverDrop::EspNoSa);
+                    info!(src = %ip6.src, "IPv6 ESP dropped: no CHILD_SA for its SPI, or it did not verify");
+                    return;
+                };
+                (n, Some(sa))
+            }
+            _ => (pkt.len(), None),
+        };
+        match rx::classify(&pkt[..n]) {
+            Inbound::Mh {
+                ip6,
+                home_address_option,
+                mh,
+            } => {
+                if sa.is_none() && !self.require_ipsec {
+                    warn!(coa = %ip6.src, "cleartext Binding Update over IPv6 accepted: require_ipsec = false");
+                }
+                let ctx = ipv6::context(&ip6, home_address_option, sa, self.require_ipsec);
+                let from = SocketAddr::new(IpAddr::V6(ip6.src), 0);
+                let mh = mh.to_vec();
+                self.binding_update(&ctx, &mh, from, sa.is_some()).await;
+            }
+            Inbound::Malformed(why) => {
+                self.stats.drop(DriverDrop::Malformed);
+                debug!(why, "malformed IPv6 signalling packet dropped");
+            }
+            _ => {
+                self.stats.drop(DriverDrop::DataPlaneAbsent);
+                debug!("IPv6 packet to the home agent that is neither MH nor a tunnel: not served");
+            }
+        }
+    }
+
+    /// RFC 6275 §9.5.4, RFC 5555 §4.4.1: the BA to an IPv6 care-of address, with a type 2
+    /// routing header and, for a protected BU, ESP after it (RFC 4877 §4.1).
+    fn send_ba_v6(&mut self, r: &ha::Reply, dst: Ipv6Addr, protected: bool) {
+        let Some(clear) = ipv6::ba_packet(r, dst) else {
+            self.stats.drop(DriverDrop::SendFailed);
+            warn!(hoa = %r.hoa, "Binding Acknowledgement does not encode");
+            return;
+        };
+        let mut sealed = vec![0u8; clear.len() + 64];
+        let wire: &[u8] = if protected {
+            match self
+                .ipsec
+                .as_mut()
+                .and_then(|i| i.seal(&r.hoa, &clear, &mut sealed))
+            {
+                Some(m) => &sealed[..m],
+                None => {
+                    self.stats.drop(DriverDrop::SendFailed);
+                    warn!(hoa = %r.hoa, "no outbound SA for the BA: not sent");
+                    return;
+                }
+            }
+        } else {
+            &clear
+        };
+        let status = match r.ba.message {
+            mipsec::wire::MhMessage::BindingAck { status, .. } => status.0,
+            _ => 255,
+        };
+        let sent = match self.v6.as_ref() {
+            Some(io) => io.send(wire),
+            None => Err(std::io::Error::other("no IPv6 transport")),
+        };
+        match sent {
+            Ok(_) => {
+                *self.stats.ba_by_status.entry(status).or_default() += 1;
+                info!(hoa = %r.hoa, to = %dst, status, esp = protected, "Binding Acknowledgement sent over IPv6 (type 2 routing header)");
+            }
+            Err(e) => {
+                self.stats.drop(DriverDrop::SendFailed);
+                warn!(error = %e, to = %dst, "Binding Acknowledgement not sent over IPv6");
+            }
+        }
+    }
+
     /// Tunnel-mode ESP from a mobile node (RFC 5555 §5.2.2): open with its data SA, then
     /// the inner source must be a home address of that SA whose binding is live.
     fn data_esp(&mut self, esp: &mut [u8], udp_from: Option<SocketAddr>, kind: Kind) {
@@ -446,7 +612,7 @@ impl Daemon {
         &mut self,
         ctx: &ha::RxContext,
         mh: &[u8],
-        from: SocketAddrV4,
+        from: SocketAddr,
         protected: bool,
     ) {
         let verdict = self.agent.handle_bu_bytes(Instant::now(), ctx, mh);
@@ -468,6 +634,10 @@ impl Daemon {
 
     /// RFC 5555 §4.2: the BA goes back in UDP to the address and port the BU came from.
     async fn send_ba(&mut self, r: &ha::Reply, protected: bool) {
+        if let ReplyPath::Ipv6 { dst } = r.path {
+            self.send_ba_v6(r, dst, protected);
+            return;
+        }
         let ReplyPath::Udp { dst, dst_port, .. } = r.path else {
             // A BU that came in UDP is always answered in UDP; nothing else reaches here.
             self.stats.drop(DriverDrop::SendFailed);
@@ -538,8 +708,14 @@ impl Daemon {
                 // RFC 6275 §11.7.1, RFC 4877 §4.4: the IKE SA follows a K-flag binding.
                 Event::CareOfChanged { hoa, .. } => {
                     let peer = self.agent.binding(hoa).map(|b| b.peer);
-                    if let (Some(ip), Some(peer)) = (self.ipsec.as_mut(), peer) {
-                        ip.move_peer(hoa, peer);
+                    match (self.ipsec.as_mut(), peer) {
+                        // IKE is served over IPv4 only: an IPv6 care-of address cannot
+                        // carry it, so the IKE SA stays where it is.
+                        (Some(_), Some(IpAddr::V6(coa))) => {
+                            info!(%hoa, %coa, "IKE SA not moved: the care-of address is IPv6 and IKE runs over IPv4")
+                        }
+                        (Some(ip), Some(peer)) => ip.move_peer(hoa, peer),
+                        _ => {}
                     }
                 }
                 other => match self.data.as_mut() {
