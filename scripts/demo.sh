@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dsmip demo, as root: installs what it needs, builds the daemons, and shows dsmip-mn
 # behind a real NAT registering with dsmip-ha (IKEv2 + ESP) in network namespaces, pings
-# over both home addresses, deregisters, then tears it all down.
+# and moves 4 MiB of TCP (checked byte for byte) over both home addresses through the
+# ESP data SA, deregisters, then tears it all down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/install-deps.sh

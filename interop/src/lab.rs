@@ -276,36 +276,323 @@ impl Lab {
         self.run(&mn, &["ip", "route", "add", "default", "via", "10.1.0.1"])?;
         self.masquerade(&nat, "out0")?;
         let cn = if home_link {
-            let cn = self.ns("cn")?;
-            self.veth(
-                &ha,
-                "home0",
-                &["203.0.113.1/24", "2001:db8:1::1/64"],
-                &cn,
-                "eth0",
-                &["203.0.113.2/24", "2001:db8:1::2/64"],
-            )?;
-            self.run(
-                &cn,
-                &["ip", "route", "add", "default", "via", "203.0.113.1"],
-            )?;
-            self.sysctl(&ha, "net.ipv4.ip_forward", "1")?;
-            self.sysctl(&ha, "net.ipv6.conf.all.forwarding", "1")?;
-            let settled = wait_until(Duration::from_secs(10), || {
-                [&cn, &ha].iter().all(|ns| {
-                    self.run(ns, &["ip", "-6", "addr", "show", "tentative"])
-                        .is_ok_and(|o| o.trim().is_empty())
-                })
-            });
-            if !settled {
-                bail!("IPv6 addresses on the home link still tentative after 10 s");
-            }
-            Some(cn)
+            Some(self.home_link(&ha)?)
         } else {
             None
         };
         Ok(NatTopology { mn, nat, ha, cn })
     }
+}
+
+impl Lab {
+    /// The home link: `ha home0 203.0.113.1, 2001:db8:1::1 --- cn 203.0.113.2,
+    /// 2001:db8:1::2`, the home agent forwarding both families, and the home link's IPv6
+    /// addresses past duplicate address detection (a first ping would be lost otherwise).
+    /// Returns the correspondent's namespace.
+    pub fn home_link(&mut self, ha: &str) -> Result<String> {
+        let cn = self.ns("cn")?;
+        self.veth(
+            ha,
+            "home0",
+            &["203.0.113.1/24", "2001:db8:1::1/64"],
+            &cn,
+            "eth0",
+            &["203.0.113.2/24", "2001:db8:1::2/64"],
+        )?;
+        self.run(
+            &cn,
+            &["ip", "route", "add", "default", "via", "203.0.113.1"],
+        )?;
+        self.sysctl(ha, "net.ipv4.ip_forward", "1")?;
+        self.sysctl(ha, "net.ipv6.conf.all.forwarding", "1")?;
+        let settled = wait_until(Duration::from_secs(10), || {
+            [&cn, ha].iter().all(|ns| {
+                self.run(ns, &["ip", "-6", "addr", "show", "tentative"])
+                    .is_ok_and(|o| o.trim().is_empty())
+            })
+        });
+        if !settled {
+            bail!("IPv6 addresses on the home link still tentative after 10 s");
+        }
+        Ok(cn)
+    }
+
+    /// Load an nftables ruleset (text) into namespace `ns`.
+    pub fn nft(&self, ns: &str, name: &str, rules: &str) -> Result<()> {
+        require_tool("nft", "nftables")?;
+        let path = self.dir.join(format!("{ns}-{name}.nft"));
+        fs::write(&path, rules)?;
+        self.run(ns, &["nft", "-f", path.to_str().context("non-UTF-8 path")?])
+            .map(|_| ())
+    }
+
+    /// Drop every IPv6 packet that `ns` would forward to `dst` (a blackhole on the path,
+    /// for the IPv4 fallback of RFC 5555 §4.4.1).
+    pub fn blackhole_ipv6(&self, ns: &str, dst: &str) -> Result<()> {
+        let rules = format!(
+            "table ip6 dsmip_blackhole {{\n  chain blackhole {{\n    type filter hook forward priority filter; policy accept;\n    ip6 daddr {dst} drop\n  }}\n}}\n"
+        );
+        self.nft(ns, "blackhole", &rules)
+    }
+
+    /// A visited network for the scenarios of RFC 5555 §1.3, with the home link:
+    ///
+    /// ```text
+    ///   mn_i eth0 --- in_i gw out0 --- [in0 nat2 out0 ---] eth0 ha home0 --- eth0 cn
+    /// ```
+    ///
+    /// Mobile node `i` (0-based) has, per [`Visited::v4`]: public `198.51.100.(66+16i)/28`
+    /// (gateway `.65+16i`, a plain router; the home agent routes `198.51.100.64/26` back),
+    /// or private `10.(1+i).0.2/24` behind the gateway's masquerade (gateway `10.(1+i).0.1`;
+    /// mobile node 0 then has the addresses of [`Lab::nat_topology`]), and with
+    /// [`Visited::v6`] `2001:db8:(20+i)::2/64` (gateway `::1`, routed, never translated).
+    /// [`V4Access::DoubleNat`] puts a second masquerading NAT between the gateway
+    /// (`10.200.0.2`) and the home agent. The home agent's outside is `192.0.2.1/24` and,
+    /// with IPv6, `2001:db8:2::1/64` (the next hop's `192.0.2.2`, `2001:db8:2::2`); its
+    /// home link is [`Lab::home_link`].
+    pub fn visited(&mut self, v: Visited) -> Result<Scenario> {
+        if v.mobile_nodes == 0 || v.mobile_nodes > 4 {
+            bail!("Lab::visited: 1 to 4 mobile nodes, not {}", v.mobile_nodes);
+        }
+        if v.v4 == V4Access::None && !v.v6 {
+            bail!("Lab::visited: a visited network needs IPv4 or IPv6");
+        }
+        require_tool("nft", "nftables")?;
+        let gw = self.ns("gw")?;
+        let mut sc = Scenario {
+            mns: Vec::new(),
+            mn_v4: Vec::new(),
+            mn_v6: Vec::new(),
+            gw: gw.clone(),
+            nat2: None,
+            hanat: None,
+            ha: String::new(),
+            cn: String::new(),
+            wire: (gw.clone(), "out0".into()),
+            ha_public_v4: "192.0.2.1",
+            ha_v4: "192.0.2.1",
+        };
+        for i in 0..v.mobile_nodes {
+            let mn = self.ns(&format!("mn{i}"))?;
+            let (mut mn_addrs, mut gw_addrs) = (Vec::new(), Vec::new());
+            let v4 = match v.v4 {
+                V4Access::None => None,
+                V4Access::Public => Some((
+                    format!("198.51.100.{}", 66 + 16 * i),
+                    format!("198.51.100.{}", 65 + 16 * i),
+                    28,
+                )),
+                V4Access::Nat | V4Access::DoubleNat => {
+                    Some((format!("10.{}.0.2", 1 + i), format!("10.{}.0.1", 1 + i), 24))
+                }
+            };
+            if let Some((a, g, len)) = &v4 {
+                mn_addrs.push(format!("{a}/{len}"));
+                gw_addrs.push(format!("{g}/{len}"));
+            }
+            let v6 = v.v6.then(|| format!("2001:db8:{}::2", 20 + i));
+            if v.v6 {
+                mn_addrs.push(format!("2001:db8:{}::2/64", 20 + i));
+                gw_addrs.push(format!("2001:db8:{}::1/64", 20 + i));
+            }
+            let mn_refs: Vec<&str> = mn_addrs.iter().map(String::as_str).collect();
+            let gw_refs: Vec<&str> = gw_addrs.iter().map(String::as_str).collect();
+            self.veth(&mn, "eth0", &mn_refs, &gw, &format!("in{i}"), &gw_refs)?;
+            if let Some((_, g, _)) = &v4 {
+                self.run(&mn, &["ip", "route", "add", "default", "via", g])?;
+            }
+            if v.v6 {
+                let g = format!("2001:db8:{}::1", 20 + i);
+                self.run(&mn, &["ip", "-6", "route", "add", "default", "via", &g])?;
+            }
+            sc.mns.push(mn);
+            sc.mn_v4.push(v4.map(|(a, _, _)| a));
+            sc.mn_v6.push(v6);
+        }
+        let ha = self.ns("ha")?;
+        let mut ha_addrs = vec!["192.0.2.1/24"];
+        let mut up_addrs = vec!["192.0.2.2/24"];
+        if v.v6 {
+            ha_addrs.push("2001:db8:2::1/64");
+            up_addrs.push("2001:db8:2::2/64");
+        }
+        // The node next to the home agent: the gateway, or the second NAT.
+        let last = if v.v4 == V4Access::DoubleNat {
+            let nat2 = self.ns("nat2")?;
+            self.veth(
+                &gw,
+                "out0",
+                &["10.200.0.2/24"],
+                &nat2,
+                "in0",
+                &["10.200.0.1/24"],
+            )?;
+            self.run(&gw, &["ip", "route", "add", "default", "via", "10.200.0.1"])?;
+            self.masquerade(&gw, "out0")?;
+            sc.nat2 = Some(nat2.clone());
+            sc.wire = (nat2.clone(), "out0".into());
+            nat2
+        } else {
+            gw.clone()
+        };
+        self.veth(&last, "out0", &up_addrs, &ha, "eth0", &ha_addrs)?;
+        self.sysctl(&gw, "net.ipv4.ip_forward", "1")?;
+        self.sysctl(&last, "net.ipv4.ip_forward", "1")?;
+        match v.v4 {
+            V4Access::Nat | V4Access::DoubleNat => self.masquerade(&last, "out0")?,
+            V4Access::Public => {
+                self.run(
+                    &ha,
+                    &["ip", "route", "add", "198.51.100.64/26", "via", "192.0.2.2"],
+                )?;
+            }
+            V4Access::None => {}
+        }
+        if v.v6 {
+            self.sysctl(&gw, "net.ipv6.conf.all.forwarding", "1")?;
+            self.run(
+                &gw,
+                &[
+                    "ip",
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    "2001:db8:2::1",
+                ],
+            )?;
+            for i in 0..v.mobile_nodes {
+                let p = format!("2001:db8:{}::/64", 20 + i);
+                self.run(
+                    &ha,
+                    &["ip", "-6", "route", "add", &p, "via", "2001:db8:2::2"],
+                )?;
+            }
+        }
+        sc.cn = self.home_link(&ha)?;
+        sc.ha = ha;
+        Ok(sc)
+    }
+
+    /// Scenario 3 of RFC 5555 §1.3, the home agent behind a NAPT:
+    ///
+    /// ```text
+    ///   mn 198.51.100.66/26 --- gw 198.51.100.65 | 192.0.2.2 --- wan0 192.0.2.1 hanat lan0 10.9.0.1
+    ///       --- eth0 10.9.0.2 ha home0 --- cn
+    /// ```
+    ///
+    /// The NAPT forwards UDP 500, 4191 and 4500 arriving at its public address 192.0.2.1 to
+    /// the home agent's private 10.9.0.2 (nftables dnat) and masquerades what the home
+    /// agent sends out. The mobile node has a public address and no NAT of its own.
+    pub fn ha_behind_napt(&mut self) -> Result<Scenario> {
+        require_tool("nft", "nftables")?;
+        let mn = self.ns("mn0")?;
+        let gw = self.ns("gw")?;
+        let hanat = self.ns("hanat")?;
+        let ha = self.ns("ha")?;
+        self.veth(
+            &mn,
+            "eth0",
+            &["198.51.100.66/26"],
+            &gw,
+            "in0",
+            &["198.51.100.65/26"],
+        )?;
+        self.veth(
+            &gw,
+            "out0",
+            &["192.0.2.2/24"],
+            &hanat,
+            "wan0",
+            &["192.0.2.1/24"],
+        )?;
+        self.veth(
+            &hanat,
+            "lan0",
+            &["10.9.0.1/24"],
+            &ha,
+            "eth0",
+            &["10.9.0.2/24"],
+        )?;
+        self.run(
+            &mn,
+            &["ip", "route", "add", "default", "via", "198.51.100.65"],
+        )?;
+        self.run(&ha, &["ip", "route", "add", "default", "via", "10.9.0.1"])?;
+        self.run(
+            &hanat,
+            &["ip", "route", "add", "198.51.100.64/26", "via", "192.0.2.2"],
+        )?;
+        self.sysctl(&gw, "net.ipv4.ip_forward", "1")?;
+        self.sysctl(&hanat, "net.ipv4.ip_forward", "1")?;
+        let rules = "table ip dsmip_napt {\n  chain pre {\n    type nat hook prerouting priority dstnat; policy accept;\n    iifname \"wan0\" udp dport { 500, 4191, 4500 } dnat to 10.9.0.2\n  }\n  chain post {\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"wan0\" masquerade\n  }\n}\n";
+        self.nft(&hanat, "napt", rules)?;
+        let cn = self.home_link(&ha)?;
+        Ok(Scenario {
+            mns: vec![mn],
+            mn_v4: vec![Some("198.51.100.66".into())],
+            mn_v6: vec![None],
+            gw: gw.clone(),
+            nat2: None,
+            hanat: Some(hanat),
+            ha,
+            cn,
+            wire: (gw, "out0".into()),
+            ha_public_v4: "192.0.2.1",
+            ha_v4: "10.9.0.2",
+        })
+    }
+}
+
+/// How the mobile nodes of [`Lab::visited`] reach IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V4Access {
+    /// No IPv4 at all (an IPv6-only visited network).
+    None,
+    /// Public addresses, routed, no NAT (scenario 1).
+    Public,
+    /// Private addresses behind the gateway's masquerade (scenario 2).
+    Nat,
+    /// Private addresses behind two masquerading NATs.
+    DoubleNat,
+}
+
+/// What [`Lab::visited`] builds.
+#[derive(Clone, Copy, Debug)]
+pub struct Visited {
+    /// Number of mobile node namespaces (1 to 4), each on its own link to the gateway.
+    pub mobile_nodes: usize,
+    pub v4: V4Access,
+    /// Give the visited network IPv6 (routed to the home agent's outside).
+    pub v6: bool,
+}
+
+/// The namespaces and addresses of a scenario lab (full namespace names).
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The mobile nodes' namespaces.
+    pub mns: Vec<String>,
+    /// Each mobile node's IPv4 care-of address, if it has one.
+    pub mn_v4: Vec<Option<String>>,
+    /// Each mobile node's IPv6 care-of address, if it has one.
+    pub mn_v6: Vec<Option<String>>,
+    /// The mobile nodes' first hop (router or NAT).
+    pub gw: String,
+    /// The second NAT, in [`V4Access::DoubleNat`].
+    pub nat2: Option<String>,
+    /// The NAPT in front of the home agent ([`Lab::ha_behind_napt`]).
+    pub hanat: Option<String>,
+    pub ha: String,
+    /// The correspondent on the home link (203.0.113.2, 2001:db8:1::2).
+    pub cn: String,
+    /// Namespace and interface where packets between the visited network and the home
+    /// agent (or its NAPT) pass: the place for a capture.
+    pub wire: (String, String),
+    /// The home agent's IPv4 address as the mobile nodes see it.
+    pub ha_public_v4: &'static str,
+    /// The home agent's own IPv4 address.
+    pub ha_v4: &'static str,
 }
 
 /// Poll `f` every 20 ms until it returns true or `timeout` passes.

@@ -1,6 +1,7 @@
 //! The README's demo command works on the real daemons: `dsmip-demo` brings up the lab,
 //! `dsmip-mn` registers with `dsmip-ha` through the NAT (IKEv2 + ESP), pings over both home
-//! addresses succeed, SIGTERM deregisters and leaves no binding, and the lab is torn down.
+//! addresses succeed, the data SA carries a TCP transfer from each home address checked
+//! byte for byte, SIGTERM deregisters and leaves no binding, and the lab is torn down.
 //! Needs root, iproute2, nftables, iputils-ping, tcpdump and tshark.
 
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ fn binary(package: &str, bin: &str) -> Result<PathBuf> {
 }
 
 #[test]
-fn demo_registers_pings_and_deregisters() -> Result<()> {
+fn demo_registers_pings_transfers_and_deregisters() -> Result<()> {
     for (tool, package) in [("tcpdump", "tcpdump"), ("tshark", "tshark")] {
         interop::lab::require_tool(tool, package)?;
     }
@@ -43,6 +44,8 @@ fn demo_registers_pings_and_deregisters() -> Result<()> {
         .arg(&ha)
         .arg("--mn")
         .arg(&mn)
+        .arg("--tcp-check")
+        .arg(env!("CARGO_BIN_EXE_dsmip-tcp-check"))
         .output()
         .context("running dsmip-demo")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -101,11 +104,28 @@ fn demo_registers_pings_and_deregisters() -> Result<()> {
         line("bindings left at the home agent: ")?.ends_with(": 0"),
         "{text}"
     );
-    // On the wire: BU/BA under ESP, never a cleartext Mobility Header.
+    // The data SA (RFC 5555 §5.2.2) is up, in UDP 4500 behind the NAT, and carries TCP.
+    assert!(
+        line("data SA (tunnel mode")?.ends_with("ESP in UDP 4500: yes"),
+        "{text}"
+    );
+    let tcp: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("4194304 bytes, SHA-256") && l.contains("equal at both ends"))
+        .collect();
+    assert_eq!(tcp.len(), 2, "{text}");
+    // On the wire: BU/BA and data under ESP, never a cleartext Mobility Header, no
+    // home-address packet outside ESP.
     let wire = line(" IKEv2, ")?;
-    assert!(wire.contains(" 0 cleartext Mobility Header"), "{wire}");
-    assert!(!wire.contains(" 0 ESP"), "{wire}");
+    assert!(!wire.contains(" 0 ESP in UDP 4191"), "{wire}");
+    assert!(!wire.contains(" 0 ESP in UDP 4500"), "{wire}");
+    let clear = line(" cleartext Mobility Header, ")?;
+    assert!(clear.trim_start().starts_with("0 cleartext"), "{clear}");
+    assert!(
+        clear.contains(", 0 home-address packets without ESP"),
+        "{clear}"
+    );
     assert!(text.contains("Lab torn down."), "{text}");
-    assert!(text.lines().count() <= 45, "too long for a demo:\n{text}");
+    assert!(text.lines().count() <= 50, "too long for a demo:\n{text}");
     Ok(())
 }

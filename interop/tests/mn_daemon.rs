@@ -176,6 +176,17 @@ impl Rig {
         mn_conf: impl Fn(&Path) -> String,
         setup: fn(&Lab, &str, &str, &str) -> Result<()>,
     ) -> Result<Rig> {
+        Rig::start_full(tag, data, |dir| ha_config(dir, data), mn_conf, setup)
+    }
+
+    /// As [`Rig::start_with`], and `ha_conf` writes the home agent's configuration.
+    fn start_full(
+        tag: &str,
+        data: bool,
+        ha_conf: impl Fn(&Path) -> String,
+        mn_conf: impl Fn(&Path) -> String,
+        setup: fn(&Lab, &str, &str, &str) -> Result<()>,
+    ) -> Result<Rig> {
         let ha_bin = binary("ha", "dsmip-ha")?;
         let mn_bin = binary("mn", "dsmip-mn")?;
         interop::lab::require_tool("nft", "nftables")?;
@@ -184,9 +195,9 @@ impl Rig {
         let (mn, nat, ha) = (t.mn, t.nat, t.ha);
         setup(&lab, &mn, &nat, &ha)?;
         let dir = lab.dir().to_path_buf();
-        let (ha_conf, mn_conf_text) = (dir.join("ha.toml"), mn_conf);
-        let mn_conf = dir.join("mn.toml");
-        fs::write(&ha_conf, ha_config(&dir, data))?;
+        let (ha_conf_text, mn_conf_text) = (ha_conf, mn_conf);
+        let (ha_conf, mn_conf) = (dir.join("ha.toml"), dir.join("mn.toml"));
+        fs::write(&ha_conf, ha_conf_text(&dir))?;
         fs::write(&mn_conf, mn_conf_text(&dir))?;
         let (ha_log, mn_log) = (dir.join("ha.log"), dir.join("mn.log"));
         let path = |p: &Path| p.to_str().map(str::to_string).context("path");
@@ -974,6 +985,207 @@ fn ipv6_care_of_address_falls_back_to_ipv4_after_three_binding_updates() -> Resu
         "IPv6 BUs with the Home Address option and ESP on the wire"
     );
     assert_eq!(count("mipv6")?, 0, "cleartext Mobility Header");
+    let ha_pid = rig.ha_pid;
+    rig.lab.stop(ha_pid);
+    Ok(())
+}
+
+/// The lab of [`ipv6_path`] with the home link (data plane) and the home agent reading
+/// IPv6 signalling and tunnels on its outside interface.
+fn ipv6_home_link(lab: &Lab, mn: &str, nat: &str, ha: &str) -> Result<()> {
+    ipv6_path(lab, mn, nat, ha)
+}
+
+/// The mobile node with `ipv6_care_of` and a data plane whose IPv6 route is the
+/// correspondent only: the home agent's 2001:db8:1::1 must stay outside the TUN device
+/// (the outer packets go there).
+fn mn_config_v6(d: &Path) -> String {
+    mn_config_with(d, true, "never", false)
+        .replace(
+            "shutdown_timeout_ms",
+            "ipv6_care_of = true\nshutdown_timeout_ms",
+        )
+        .replace("\"2001:db8:1::/64\"", "\"2001:db8:1::2/128\"")
+}
+
+/// The home agent with its data plane, reading IPv6 on its outside interface.
+fn ha_config_v6(d: &Path) -> String {
+    ha_config(d, true).replace(
+        "[daemon]\n",
+        "[daemon]\nlisten_v6_interfaces = [\"eth0\"]\n",
+    )
+}
+
+/// SIGTERM while registered from an IPv6 care-of address: the deregistration (lifetime 0,
+/// RFC 6275 §11.7.1) leaves over IPv6 and its BA comes back with a type 2 routing header;
+/// the home agent has no binding left and the mobile node's nftables table is gone.
+#[test]
+fn ipv6_care_of_address_deregisters_over_ipv6() -> Result<()> {
+    let mut rig = Rig::start_full("mnv6x", true, ha_config_v6, mn_config_v6, ipv6_home_link)?;
+    wait_coa(&rig, "2001:db8:5::2")?;
+    let tables = rig.lab.run(&rig.mn, &["nft", "list", "tables"])?;
+    assert!(tables.contains("dsmip_mn_mip6"), "{tables}");
+    let mn_pid = rig.mn_pid;
+    Command::new("kill")
+        .args(["-TERM", &mn_pid.to_string()])
+        .status()?;
+    let exited = wait_until(Duration::from_secs(6), || !rig.lab.alive(mn_pid));
+    assert!(exited, "dsmip-mn ignored SIGTERM: {}", rig.mn_text());
+    let log = rig.mn_text();
+    assert!(log.contains("shutdown: deregistered"), "{log}");
+    assert!(!log.contains("falling back to IPv4"), "{log}");
+    // Registration and deregistration: at least two BUs over IPv6.
+    assert!(
+        log.matches("Binding Update sent over IPv6").count() >= 2,
+        "{log}"
+    );
+    let b = ctl(&rig.ha_bin, "bindings", &rig.ha_sock)?;
+    assert_eq!(b.as_array().map(Vec::len), Some(0), "{b}");
+    let tables = rig.lab.run(&rig.mn, &["nft", "list", "tables"])?;
+    assert!(!tables.contains("dsmip_mn_mip6"), "{tables}");
+    let ha_pid = rig.ha_pid;
+    rig.lab.stop(ha_pid);
+    Ok(())
+}
+
+/// Issue 8, scenario 5 (RFC 5555 §4.4.1, RFC 6275 §11.7.1, RFC 2473): a dual-stack visited
+/// network, `dsmip-ha` with `listen_v6_interfaces`. The mobile node registers its IPv6
+/// care-of address: the BU as `IPv6 / Destination Options (HoA) / ESP / MH`, the BA as
+/// `IPv6 (HA -> CoA) / type 2 routing header (HoA) / ESP / MH`, read from the packet
+/// socket past the kernel (no CONFIG_IPV6_MIP6) and opened with the BU/BA SA. Ping from
+/// both home addresses runs over IPv6-in-IPv6 and IPv4-in-IPv6 (tshark sees protocols 41
+/// and 4 between care-of address and home agent both ways, no ICMPv6 Parameter Problem at
+/// all). Then IPv6 towards the home agent is blackholed and the mobile node moves to a new
+/// IPv6 address: three unanswered BUs, the fallback to the IPv4 care-of address behind the
+/// NAT, and ping works again through the UDP 4191 tunnel.
+#[test]
+fn ipv6_care_of_address_carries_both_families_then_falls_back_when_blackholed() -> Result<()> {
+    interop::lab::require_tool("tshark", "tshark")?;
+    interop::lab::require_tool("ping", "iputils-ping")?;
+    // The route for the correspondent only: the home agent's 2001:db8:1::1 must stay
+    // outside the TUN device (the outer packets go there).
+    let mut rig = Rig::start_full("mnv6d", true, ha_config_v6, mn_config_v6, ipv6_home_link)?;
+    let coa = "2001:db8:5::2";
+    wait_coa(&rig, coa)?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    let b = ha_binding(&rig)?;
+    assert_eq!(b["care_of_address"], coa, "{b}");
+    assert_eq!(st["care_of_address"], coa, "{st}");
+    assert_eq!(st["nat"], false, "{st}");
+    assert_eq!(st["encapsulation"], "ip-in-ip", "{st}");
+    assert_eq!(b["encapsulation"], "ip-in-ip", "{b}");
+    assert!(st["ipv4_home_address"].is_string(), "{st}");
+    assert_eq!(st["ipv4_home_address"], b["ipv4_home_address"], "{st} {b}");
+    let log = rig.mn_text();
+    assert!(log.contains("Binding Update sent over IPv6"), "{log}");
+    assert!(!log.contains("falling back to IPv4"), "{log}");
+    let before = st["tunnel"]["rx_packets"].as_u64().unwrap_or(0);
+    ping_both(&rig, "over the IPv6 care-of address")?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    let rx = st["tunnel"]["rx_packets"].as_u64().unwrap_or(0);
+    assert!(rx >= before + 6, "{st}");
+    assert_eq!(st["counters"]["ba_dropped"], 0, "{st}");
+    let spis = (
+        st["sa_spis"]["in"].as_str().context("sa_spis")?.to_string(),
+        st["sa_spis"]["out"]
+            .as_str()
+            .context("sa_spis")?
+            .to_string(),
+    );
+
+    // IPv6 to the home agent blackholed at the NAT box; the mobile node moves to a new
+    // IPv6 address: three BUs without an answer, then IPv4 (RFC 5555 §4.4.1).
+    rig.lab.blackhole_ipv6(&rig.nat, "2001:db8:1::1")?;
+    let (lab, mn) = (&rig.lab, &rig.mn);
+    lab.run(
+        mn,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:5::3/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
+    lab.run(
+        mn,
+        &["ip", "addr", "del", "2001:db8:5::2/64", "dev", "eth0"],
+    )?;
+    let fell_back = wait_log(&rig.mn_log, "falling back to IPv4", 30);
+    assert!(fell_back, "no fallback\n--- mn ---\n{}", rig.mn_text());
+    wait_coa(&rig, "10.1.0.2")?;
+    let st = ctl(&rig.mn_bin, "status", &rig.mn_sock)?;
+    assert_eq!(st["nat"], true, "{st}");
+    assert_eq!(st["encapsulation"], "udp", "{st}");
+    ping_both(&rig, "after the fallback to IPv4")?;
+    let log = rig.mn_text();
+    let from_new = log
+        .lines()
+        .filter(|l| l.contains("Binding Update sent over IPv6") && l.contains("2001:db8:5::3"))
+        .count();
+    assert_eq!(from_new, 3, "{log}");
+
+    // The wire (NAT box outside, IPv6 routed): the BA with its type 2 routing header and
+    // ESP of the BU/BA SA, the tunnels both ways, and not one Parameter Problem.
+    let cap_pid = rig.cap_pid;
+    rig.lab.stop(cap_pid);
+    let pcap = rig.lab.dir().join("nat.pcap");
+    let count = |filter: &str| -> Result<usize> {
+        let out = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+            .output()?;
+        if !out.status.success() {
+            bail!("tshark: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.lines().count())
+    };
+    let (ha6, coa6) = ("2001:db8:1::1", coa);
+    let bas = count(&format!(
+        "ipv6.src == {ha6} && ipv6.dst == {coa6} && ipv6.routing.type == 2 && ipv6.routing.mipv6.home_address == {HOA} && esp.spi == {}",
+        spis.0
+    ))?;
+    assert!(bas >= 1, "BAs with a type 2 routing header and ESP: {bas}");
+    let bus = count(&format!(
+        "ipv6.src == {coa6} && ipv6.dst == {ha6} && ipv6.opt.mipv6.home_address == {HOA} && esp.spi == {}",
+        spis.1
+    ))?;
+    assert!(bus >= 1, "BUs with the Home Address option and ESP: {bus}");
+    for (nxt, what) in [(41, "IPv6 in IPv6"), (4, "IPv4 in IPv6")] {
+        let out = count(&format!(
+            "ipv6.src == {coa6} && ipv6.dst == {ha6} && ipv6.nxt == {nxt}"
+        ))?;
+        let back = count(&format!(
+            "ipv6.src == {ha6} && ipv6.dst == {coa6} && ipv6.nxt == {nxt}"
+        ))?;
+        eprintln!("{what}: {out} out, {back} back");
+        assert!(out >= 3 && back >= 3, "{what}: {out} out, {back} back");
+    }
+    eprintln!("IPv6 care-of address on the wire: {bus} BUs, {bas} BAs with RH2; binding {b}");
+    assert_eq!(
+        count("icmpv6.type == 4")?,
+        0,
+        "ICMPv6 Parameter Problem on the wire"
+    );
+    assert_eq!(count("mipv6")?, 0, "cleartext Mobility Header");
+
+    // SIGTERM: deregistered from the IPv4 care-of address, the nftables table removed.
+    let mn_pid = rig.mn_pid;
+    Command::new("kill")
+        .args(["-TERM", &mn_pid.to_string()])
+        .status()?;
+    let exited = wait_until(Duration::from_secs(6), || !rig.lab.alive(mn_pid));
+    assert!(exited, "dsmip-mn ignored SIGTERM: {}", rig.mn_text());
+    assert!(
+        rig.mn_text().contains("shutdown: deregistered"),
+        "{}",
+        rig.mn_text()
+    );
+    let tables = rig.lab.run(&rig.mn, &["nft", "list", "tables"])?;
+    assert!(!tables.contains("dsmip_mn_mip6"), "{tables}");
     let ha_pid = rig.ha_pid;
     rig.lab.stop(ha_pid);
     Ok(())

@@ -1,12 +1,13 @@
 //! The dsmip demo on the real daemons: `dsmip-ha` and `dsmip-mn` in network namespaces, the
 //! mobile node behind an nftables NAT, registering with IKEv2 + ESP (RFC 5555 §1.3 scenario
-//! 2), then ping from both home addresses to a correspondent on the home link, then
-//! deregistration on SIGTERM. The lab (namespaces, links, processes) is torn down when the
+//! 2), its data in a tunnel-mode ESP SA over UDP 4500 (RFC 5555 §5.2.2), then ping and a
+//! TCP transfer checked byte for byte from both home addresses to a correspondent on the
+//! home link, then deregistration on SIGTERM. The lab (namespaces, links, processes) is torn down when the
 //! `Lab` is dropped.
 //!
 //! Run as root through `scripts/demo.sh`, or directly:
 //! `dsmip-demo --ha target/debug/dsmip-ha --mn target/debug/dsmip-mn` (or the environment
-//! variables `DSMIP_HA` and `DSMIP_MN`). Needs iproute2, nftables, iputils-ping, and
+//! variables `DSMIP_HA` and `DSMIP_MN`; `dsmip-tcp-check` is looked up the same way). Needs iproute2, nftables, iputils-ping, and
 //! optionally tcpdump + tshark for the wire summary.
 
 use std::fs;
@@ -31,10 +32,14 @@ struct Args {
     /// Path of the dsmip-mn binary (default: $DSMIP_MN, else next to this program).
     #[arg(long)]
     mn: Option<PathBuf>,
+    /// Path of the dsmip-tcp-check binary (default: $DSMIP_TCP_CHECK, else next to this
+    /// program).
+    #[arg(long)]
+    tcp_check: Option<PathBuf>,
 }
 
 /// The binary from the flag, the environment variable, or this program's folder.
-fn locate(flag: Option<PathBuf>, var: &str, name: &str) -> Result<PathBuf> {
+fn locate(flag: Option<PathBuf>, var: &str, name: &str, option: &str) -> Result<PathBuf> {
     let path = match flag.or_else(|| std::env::var_os(var).map(PathBuf::from)) {
         Some(p) => p,
         None => std::env::current_exe()?
@@ -44,9 +49,8 @@ fn locate(flag: Option<PathBuf>, var: &str, name: &str) -> Result<PathBuf> {
     };
     if !path.is_file() {
         bail!(
-            "{name} not found at {} (build it, or pass --{})",
-            path.display(),
-            &name[6..]
+            "{name} not found at {} (build it, or pass --{option})",
+            path.display()
         );
     }
     Ok(path)
@@ -152,8 +156,14 @@ fn show(text: &str) {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let ha_bin = locate(args.ha, "DSMIP_HA", "dsmip-ha")?;
-    let mn_bin = locate(args.mn, "DSMIP_MN", "dsmip-mn")?;
+    let ha_bin = locate(args.ha, "DSMIP_HA", "dsmip-ha", "ha")?;
+    let mn_bin = locate(args.mn, "DSMIP_MN", "dsmip-mn", "mn")?;
+    let tcp_bin = locate(
+        args.tcp_check,
+        "DSMIP_TCP_CHECK",
+        "dsmip-tcp-check",
+        "tcp-check",
+    )?;
     if !interop::lab::is_root() {
         bail!("the demo builds network namespaces: run it as root");
     }
@@ -171,6 +181,7 @@ fn main() -> Result<()> {
     let mut lab = Lab::new("demo")?;
     let t = lab.nat_topology(true)?;
     let (mn, nat, ha) = (t.mn, t.nat, t.ha);
+    let cn = t.cn.context("the topology has no correspondent")?;
 
     let dir = lab.dir().to_path_buf();
     let (ha_conf, mn_conf) = (dir.join("ha.toml"), dir.join("mn.toml"));
@@ -246,6 +257,11 @@ fn main() -> Result<()> {
         .with_context(|| format!("no IPv4 home address in the status: {st}"))?
         .to_string();
     let spi = |dir: &str| st["sa_spis"][dir].as_str().unwrap_or("?").to_string();
+    // The data SA follows the first BA (CREATE_CHILD_SA); give it a moment.
+    let data_sa = wait_until(Duration::from_secs(5), || {
+        ctl(&mn_bin, "status", &mn_sock).is_ok_and(|v| v["data_sa"].is_object())
+    });
+    let st_data = ctl(&mn_bin, "status", &mn_sock)?;
     println!(
         "     registered in {} ms (IKE + BU/BA): home address {HOA}, IPv4 home address {v4} (given by the HA)",
         took.as_millis()
@@ -256,6 +272,17 @@ fn main() -> Result<()> {
         spi("in"),
         spi("out")
     );
+    if data_sa {
+        let d = &st_data["data_sa"];
+        println!(
+            "     data SA (tunnel mode, RFC 5555 §5.2.2): SPIs in {} out {}, ESP in UDP 4500: {}",
+            d["spi_in"].as_str().unwrap_or("?"),
+            d["spi_out"].as_str().unwrap_or("?"),
+            if d["udp"] == true { "yes" } else { "no" }
+        );
+    } else {
+        println!("     data SA: NOT up within 5 s (data would travel in plain UDP 4191)");
+    }
 
     println!();
     println!("3. dsmip-ha bindings");
@@ -291,7 +318,20 @@ fn main() -> Result<()> {
     }
 
     println!();
-    println!("6. SIGTERM to dsmip-mn (deregistration, lifetime 0)");
+    println!("6. A TCP transfer of 4 MiB from each home address to cn, checked byte for byte");
+    let mut tcp_ok = true;
+    for (src, dst) in [(v4_addr.as_str(), "203.0.113.2"), (HOA, "2001:db8:1::2")] {
+        match tcp_transfer(&mut lab, &tcp_bin, &mn, &cn, src, dst) {
+            Ok(line) => println!("     {line}"),
+            Err(e) => {
+                tcp_ok = false;
+                println!("     {src} -> {dst}: FAILED: {e:#}");
+            }
+        }
+    }
+
+    println!();
+    println!("7. SIGTERM to dsmip-mn (deregistration, lifetime 0)");
     Command::new("kill")
         .args(["-TERM", &mn_pid.to_string()])
         .status()?;
@@ -325,30 +365,22 @@ fn main() -> Result<()> {
 
     if let Some((pid, pcap)) = cap {
         println!();
-        println!("7. On the NAT's outside (tcpdump on out0, decoded by tshark)");
+        println!("8. On the NAT's outside (tcpdump on out0, decoded by tshark)");
         lab.stop(pid);
         let out = Command::new("tshark")
             .args(["-n", "-d", "udp.port==4191,ipv6", "-r", &pcap])
             .args(["-T", "fields", "-e", "frame.protocols"])
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let (mut ike, mut esp, mut mh, mut data, mut other) = (0, 0, 0, 0, 0);
-        for l in text.lines().filter(|l| !l.is_empty()) {
-            if l.contains("isakmp") {
-                ike += 1;
-            } else if l.contains("mipv6") {
-                mh += 1;
-            } else if l.contains("esp") {
-                esp += 1;
-            } else if l.contains(":ip:udp") {
-                data += 1;
-            } else {
-                other += 1;
-            }
-        }
+        let w = WireCount::of(&text);
         println!(
-            "     {ike} IKEv2, {esp} ESP (BU/BA), {mh} cleartext Mobility Header, \
-             {data} home-address packets in UDP 4191 (no ESP), {other} other"
+            "     {} IKEv2, {} ESP in UDP 4191 (BU/BA), {} ESP in UDP 4500 (data), \
+             {} NAT keepalives,",
+            w.ike, w.esp_signalling, w.esp_data, w.keepalive
+        );
+        println!(
+            "     {} cleartext Mobility Header, {} home-address packets without ESP, {} other",
+            w.mh, w.plain_data, w.other
         );
     }
 
@@ -362,5 +394,138 @@ fn main() -> Result<()> {
     if count != Some(0) || !deregistered {
         bail!("the binding was not removed on deregistration");
     }
+    if !tcp_ok {
+        bail!("a TCP transfer failed");
+    }
     Ok(())
+}
+
+/// `dsmip-tcp-check receive` in the correspondent's namespace, `send` from the mobile node's
+/// home address `src`; both ends must report the same length and SHA-256. One summary line.
+fn tcp_transfer(
+    lab: &mut Lab,
+    tcp: &Path,
+    mn: &str,
+    cn: &str,
+    src: &str,
+    dst: &str,
+) -> Result<String> {
+    const BYTES: &str = "4194304";
+    let tcp = path_str(tcp)?;
+    let to = if dst.contains(':') {
+        format!("[{dst}]:5001")
+    } else {
+        format!("{dst}:5001")
+    };
+    let log = lab.dir().join(format!("tcp-{dst}.log"));
+    let argv = [tcp.as_str(), "receive", "--listen", &to, "--seed", "7"];
+    let pid = lab.spawn(cn, &argv, &log)?;
+    if !wait_log(&log, "listening", 10) {
+        lab.stop(pid);
+        bail!("receiver did not start: {}", fs::read_to_string(&log)?);
+    }
+    let argv = [
+        tcp.as_str(),
+        "send",
+        "--to",
+        &to,
+        "--bytes",
+        BYTES,
+        "--seed",
+        "7",
+        "--expect-source",
+        src,
+    ];
+    let sent = lab.run(mn, &argv);
+    let finished = wait_until(Duration::from_secs(20), || !lab.alive(pid));
+    lab.stop(pid);
+    let sent = sent?;
+    if !finished {
+        bail!("receiver did not finish");
+    }
+    let report = |text: &str| -> Result<Value> {
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"role\""))
+            .with_context(|| format!("no report in: {text}"))?;
+        Ok(serde_json::from_str(line)?)
+    };
+    let (s, r) = (report(&sent)?, report(&fs::read_to_string(&log)?)?);
+    if s["sha256"] != r["sha256"] || s["bytes"] != r["bytes"] || !r["first_mismatch"].is_null() {
+        bail!("sent {s}, received {r}");
+    }
+    Ok(format!(
+        "{src} -> {dst}: {} bytes, SHA-256 {}… equal at both ends, {} Mbit/s",
+        r["bytes"],
+        &r["sha256"].as_str().unwrap_or("?")[..16],
+        r["mbit_per_s"]
+    ))
+}
+
+/// What crossed the NAT's outside, by tshark's protocol path of each frame.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct WireCount {
+    ike: usize,
+    esp_signalling: usize,
+    esp_data: usize,
+    keepalive: usize,
+    mh: usize,
+    plain_data: usize,
+    other: usize,
+}
+
+impl WireCount {
+    /// `frame.protocols` lines of `tshark -d udp.port==4191,ipv6`.
+    fn of(text: &str) -> WireCount {
+        let mut w = WireCount::default();
+        for l in text.lines().filter(|l| !l.is_empty()) {
+            if l.contains("isakmp") {
+                w.ike += 1;
+            } else if l.contains("mipv6") {
+                w.mh += 1;
+            } else if l.contains("udpencap:esp") {
+                w.esp_data += 1;
+            } else if l.ends_with("udpencap") {
+                w.keepalive += 1;
+            } else if l.contains("udp:ipv6:esp") {
+                w.esp_signalling += 1;
+            } else if l.contains(":ip:udp:ip") {
+                w.plain_data += 1;
+            } else {
+                w.other += 1;
+            }
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_lines_are_counted_by_protocol_path() {
+        let text = "eth:ethertype:ip:udp:isakmp\n\
+                    eth:ethertype:ip:udp:ipv6:esp\n\
+                    eth:ethertype:ip:udp:udpencap:esp\n\
+                    eth:ethertype:ip:udp:udpencap:esp\n\
+                    eth:ethertype:ip:udp:udpencap\n\
+                    eth:ethertype:ip:udp:ipv6:mipv6\n\
+                    eth:ethertype:ip:udp:ipv6:icmpv6\n\
+                    eth:ethertype:ip:udp:ip:icmp\n\
+                    eth:ethertype:arp\n";
+        assert_eq!(
+            WireCount::of(text),
+            WireCount {
+                ike: 1,
+                esp_signalling: 1,
+                esp_data: 2,
+                keepalive: 1,
+                mh: 1,
+                plain_data: 2,
+                other: 1,
+            }
+        );
+    }
 }
