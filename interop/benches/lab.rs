@@ -35,7 +35,7 @@ mod wire;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use interop::lab::{require_tool, wait_until, Lab};
+use interop::lab::{require_tool, wait_until, workspace_binary, Lab};
 use serde_json::Value;
 
 use dsmip::{Dsmip, Registration};
@@ -258,8 +258,8 @@ fn main() -> Result<()> {
     }
     measure::self_check()?;
     swan::self_check()?;
-    let ha_bin = dsmip::binary("ha", "dsmip-ha")?;
-    let mn_bin = dsmip::binary("mn", "dsmip-mn")?;
+    let ha_bin = workspace_binary("ha", "dsmip-ha")?;
+    let mn_bin = workspace_binary("mn", "dsmip-mn")?;
     let mut d = Dsmip::new(ha_bin, mn_bin)?;
     wire::install(&d.lab, &d.topo.nat)?;
     report::header(runs, secs, rounds);

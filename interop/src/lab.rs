@@ -595,6 +595,38 @@ pub struct Scenario {
     pub ha_v4: &'static str,
 }
 
+/// Build `bin` of `package` in the profile of the running test or bench (a no-op when
+/// fresh) and return its path: tests and benches run from `target/<profile>/deps/`, the
+/// binaries land in `target/<profile>/`.
+pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("location of the running test")?
+        .to_path_buf();
+    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+    let mut args = vec!["build", "-q", "-p", package, "--bin", bin];
+    match profile {
+        "debug" => {}
+        "release" => args.push("--release"),
+        other => args.extend(["--profile", other]),
+    }
+    let out = Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!("building {bin}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let path = dir.join(bin);
+    if !path.exists() {
+        bail!("{} missing after the build", path.display());
+    }
+    Ok(path)
+}
+
 /// Poll `f` every 20 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -4,41 +4,18 @@
 //! byte for byte, SIGTERM deregisters and leaves no binding, and the lab is torn down.
 //! Needs root, iproute2, nftables, iputils-ping, tcpdump and tshark.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
-
-/// Build `bin` of `package` (a no-op when fresh) and return its path.
-fn binary(package: &str, bin: &str) -> Result<PathBuf> {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", package, "--bin", bin])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .with_context(|| format!("running cargo build -p {package} --bin {bin}"))?;
-    if !out.status.success() {
-        bail!("building {bin}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    // This test runs from target/<profile>/deps/; the binaries are in target/<profile>/.
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary location")?
-        .join(bin);
-    if !path.exists() {
-        bail!("{} missing after the build", path.display());
-    }
-    Ok(path)
-}
+use anyhow::{Context, Result};
+use interop::lab::workspace_binary;
 
 #[test]
 fn demo_registers_pings_transfers_and_deregisters() -> Result<()> {
     for (tool, package) in [("tcpdump", "tcpdump"), ("tshark", "tshark")] {
         interop::lab::require_tool(tool, package)?;
     }
-    let ha = binary("ha", "dsmip-ha")?;
-    let mn = binary("mn", "dsmip-mn")?;
+    let ha = workspace_binary("ha", "dsmip-ha")?;
+    let mn = workspace_binary("mn", "dsmip-mn")?;
     let out = Command::new(env!("CARGO_BIN_EXE_dsmip-demo"))
         .arg("--ha")
         .arg(&ha)

@@ -12,7 +12,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use ike::sa::{Config, Endpoint, Mode};
 use ike::wire::ts::TrafficSelector;
 use ike::wire::ProtocolId;
 use interop::ike_probe::{initiate, Driver, Sockets};
-use interop::lab::{wait_until, Lab};
+use interop::lab::{wait_until, workspace_binary, Lab};
 use interop::probe::encode::{bu_repr, packet, BuSpec, Ipv4Prefix};
 use mipsec::esp::{transport, InboundSa, OutboundSa, SaConfig, Transform};
 use mipsec::wire::ip::{Ipv6Repr, IPPROTO_ESP};
@@ -46,32 +46,6 @@ psk = "lab-only-pre-shared-key"
 id = "mn@example.org"
 home_address = "2001:db8:1::100"
 "#;
-
-/// The `dsmip-ha` binary, built (a no-op when fresh) from the workspace.
-fn dsmip_ha() -> Result<PathBuf> {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "ha", "--bin", "dsmip-ha"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .context("running cargo build -p ha --bin dsmip-ha")?;
-    if !out.status.success() {
-        bail!(
-            "building dsmip-ha: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    // This test runs from target/<profile>/deps/; the binary is in target/<profile>/.
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary location")?
-        .join("dsmip-ha");
-    if !bin.exists() {
-        bail!("{} missing after the build", bin.display());
-    }
-    Ok(bin)
-}
 
 fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     let path = format!("/var/run/netns/{ns}");
@@ -106,7 +80,7 @@ impl Rig {
     /// With `tun`: a correspondent on the home link (cn 203.0.113.2 — ha 203.0.113.1) and
     /// the daemon's TUN data plane.
     fn build(tag: &str, require_ipsec: bool, tun: bool) -> Result<Rig> {
-        let bin = dsmip_ha()?;
+        let bin = workspace_binary("ha", "dsmip-ha")?;
         let mut lab = Lab::new(tag)?;
         let t = lab.nat_topology(tun)?;
         let (mn, nat, ha) = (t.mn, t.nat, t.ha);
@@ -487,7 +461,7 @@ fn unprotected_and_esp_bus_are_dropped_when_ipsec_is_required() -> Result<()> {
 
 #[test]
 fn check_config_names_file_line_and_key() -> Result<()> {
-    let bin = dsmip_ha()?;
+    let bin = workspace_binary("ha", "dsmip-ha")?;
     let dir = std::env::temp_dir().join(format!("dsmip-ha-check-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     let good = dir.join("good.toml");

@@ -15,29 +15,6 @@ use crate::measure::{epoch_secs, parse_rfc3339_utc};
 
 pub const HOA: &str = "2001:db8:1::100";
 
-/// Build `bin` of `package` in the release profile (a no-op when fresh) and return its path.
-pub fn binary(package: &str, bin: &str) -> Result<PathBuf> {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "--release", "-p", package, "--bin", bin])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .with_context(|| format!("running cargo build --release -p {package} --bin {bin}"))?;
-    if !out.status.success() {
-        bail!("building {bin}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    // The bench runs from target/release/deps/; the binaries are in target/release/.
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("bench binary location")?
-        .join(bin);
-    if !path.exists() {
-        bail!("{} missing after the build", path.display());
-    }
-    Ok(path)
-}
-
 fn ha_config(dir: &Path) -> String {
     format!(
         r#"[daemon]

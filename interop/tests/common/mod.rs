@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use interop::lab::{require_tool, wait_until, Lab};
+use interop::lab::{require_tool, wait_until, workspace_binary, Lab};
 use serde_json::Value;
 
 pub const PSK: &str = "lab-only-pre-shared-key";
@@ -44,7 +44,7 @@ pub fn bins() -> Result<&'static Bins> {
                     Err(format!("DSMIP_BIN_DIR: {} is missing", p.display()))
                 }
             }
-            None => binary(package, bin).map_err(|e| format!("{e:#}")),
+            None => workspace_binary(package, bin).map_err(|e| format!("{e:#}")),
         };
         let ha = daemon("ha", "dsmip-ha")?;
         let mn = daemon("mn", "dsmip-mn")?;
@@ -53,28 +53,6 @@ pub fn bins() -> Result<&'static Bins> {
     })
     .as_ref()
     .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn binary(package: &str, bin: &str) -> Result<PathBuf> {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", package, "--bin", bin])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .with_context(|| format!("running cargo build -p {package} --bin {bin}"))?;
-    if !out.status.success() {
-        bail!("building {bin}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    // This test runs from target/<profile>/deps/; the binaries are in target/<profile>/.
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary location")?
-        .join(bin);
-    if !path.exists() {
-        bail!("{} missing after the build", path.display());
-    }
-    Ok(path)
 }
 
 /// One `[[ipsec.peer]]` and, optionally, its `[[home_agent.mobile_node]]` static entry.
