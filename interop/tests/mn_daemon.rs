@@ -16,33 +16,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use interop::lab::{wait_until, Lab};
+use interop::lab::{wait_until, workspace_binary, Lab};
 use serde_json::Value;
 
 const HOA: &str = "2001:db8:1::100";
-
-/// Build `bin` of `package` (a no-op when fresh) and return its path.
-fn binary(package: &str, bin: &str) -> Result<PathBuf> {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", package, "--bin", bin])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .with_context(|| format!("running cargo build -p {package} --bin {bin}"))?;
-    if !out.status.success() {
-        bail!("building {bin}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    // This test runs from target/<profile>/deps/; the binaries are in target/<profile>/.
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary location")?
-        .join(bin);
-    if !path.exists() {
-        bail!("{} missing after the build", path.display());
-    }
-    Ok(path)
-}
 
 fn ha_config(dir: &Path, data: bool) -> String {
     let tun = if data {
@@ -187,8 +164,8 @@ impl Rig {
         mn_conf: impl Fn(&Path) -> String,
         setup: fn(&Lab, &str, &str, &str) -> Result<()>,
     ) -> Result<Rig> {
-        let ha_bin = binary("ha", "dsmip-ha")?;
-        let mn_bin = binary("mn", "dsmip-mn")?;
+        let ha_bin = workspace_binary("ha", "dsmip-ha")?;
+        let mn_bin = workspace_binary("mn", "dsmip-mn")?;
         interop::lab::require_tool("nft", "nftables")?;
         let mut lab = Lab::new(tag)?;
         let t = lab.nat_topology(data)?;
@@ -435,7 +412,7 @@ fn mobile_node_registers_through_nat_and_deregisters_on_sigterm() -> Result<()> 
 
 #[test]
 fn check_config_names_file_line_and_key() -> Result<()> {
-    let bin = binary("mn", "dsmip-mn")?;
+    let bin = workspace_binary("mn", "dsmip-mn")?;
     let dir = std::env::temp_dir().join(format!("dsmip-mn-check-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     let good = dir.join("good.toml");

@@ -43,8 +43,8 @@ pub struct DaemonConfig {
     #[serde(default)]
     pub routes: Vec<String>,
     /// Use global IPv6 addresses as care-of addresses too (RFC 5555 §4.4.1: IPv6 first,
-    /// IPv4 after three unanswered BUs). Off by default: `dsmip-ha` on a kernel without
-    /// MIP6 never answers IPv6 BUs, so each registration would wait for the fallback.
+    /// IPv4 after three unanswered BUs). Off by default: it needs a home agent that reads
+    /// IPv6 (`dsmip-ha` with `listen_v6_interfaces`) and nftables here (`ipv6.rs`).
     #[serde(default)]
     pub ipv6_care_of: bool,
 }

@@ -15,7 +15,7 @@ use anyhow::Result;
 use dsmip_daemon::net::{destination, ip, source};
 use dsmip_daemon::tun::TunDevice;
 use mipsec::wire::ip::{IPPROTO_ESP, IPPROTO_MH, IPPROTO_ROUTING};
-use mipsec::wire::tunnel::Encap;
+use mipsec::wire::tunnel::{Encap, Outer};
 use mn::output::TunnelFormat;
 
 use super::outer::{PROTO_IPIP, PROTO_IPV6};
@@ -31,6 +31,8 @@ pub enum Via {
     Udp,
     /// IPv4 protocol 4 (inner IPv4) or 41 (inner IPv6) on a raw socket.
     IpInIp(u8),
+    /// IPv6 from an IPv6 care-of address, next header 4 or 41 (RFC 2473, `ipv6.rs`).
+    Ip6(u8),
 }
 
 /// Packet and byte counters of the tunnel (inner bytes).
@@ -207,6 +209,9 @@ fn route(t: &TunnelFormat, esp: bool, pkt: &[u8]) -> Option<Via> {
         return None;
     }
     Some(match t.encap {
+        // An IPv6 care-of address: IP-in-IPv6, also with a data SA, since the home agent
+        // carries such bindings that way (no ESP over IPv6, contract notes).
+        _ if matches!(t.outer, Outer::V6 { .. }) => Via::Ip6(ipip),
         _ if esp => Via::Esp,
         Encap::Udp { .. } => Via::Udp,
         Encap::IpInIp => Via::IpInIp(ipip),
@@ -230,7 +235,6 @@ mod tests {
 
     #[test]
     fn packets_take_the_data_sa_then_the_engine_tunnel() {
-        use mipsec::wire::tunnel::Outer;
         let hoa: Ipv6Addr = "2001:db8:1::100".parse().unwrap();
         let mut t = TunnelFormat {
             outer: Outer::V4 {
@@ -260,6 +264,15 @@ mod tests {
         t.hoa4 = None;
         p4[15] = 2;
         assert_eq!(route(&t, false, &p4), None);
+        // An IPv6 care-of address: IP-in-IPv6 whatever the data SA.
+        t.hoa4 = Some(Ipv4Addr::new(198, 51, 100, 2));
+        t.outer = Outer::V6 {
+            src: "2001:db8:5::2".parse().unwrap(),
+            dst: "2001:db8:1::1".parse().unwrap(),
+        };
+        t.encap = Encap::IpInIp;
+        assert_eq!(route(&t, true, &p4), Some(Via::Ip6(4)));
+        assert_eq!(route(&t, true, &p6), Some(Via::Ip6(41)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dataplane;
 pub mod datasa;
 pub mod ipsec;
+pub mod ipv6;
 pub mod outer;
 pub mod run;
 pub mod serve;

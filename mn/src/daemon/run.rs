@@ -31,6 +31,7 @@ use super::config::DaemonFile;
 use super::dataplane::{classify, DataPlane, Payload, Via};
 use super::datasa::{spi_of, DataEsp};
 use super::ipsec::{bind_udp, Ipsec};
+use super::ipv6::{self, Ipv6In, V6In};
 use super::outer::{
     ipv4_payload, Ipv6Raw, RawPacket, RawSockets, PROTO_ESP, PROTO_IPIP, PROTO_IPV6,
 };
@@ -55,6 +56,9 @@ struct Daemon {
     /// The current IPv6 ones (`daemon.ipv6_care_of`), and the socket their BUs leave on.
     addresses6: Vec<Ipv6Addr>,
     raw6: Option<Ipv6Raw>,
+    /// What the home agent sends to an IPv6 care-of address (`ipv6.rs`), and its address.
+    v6in: Option<Ipv6In>,
+    ha6: Ipv6Addr,
     addresses_fed: bool,
     state: DriverState,
     deregistered: bool,
@@ -159,6 +163,7 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
     } else {
         None
     };
+    let (v6_tx, mut v6_rx) = mpsc::channel::<Vec<u8>>(1024);
     let skipped: Vec<&IpAddr> = all
         .iter()
         .filter(|a| a.is_ipv6() && !d.ipv6_care_of)
@@ -177,6 +182,16 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
         .home_agent
         .ipv6
         .context("mobile_node.home_agent.ipv6 is required (DNS discovery is not wired in)")?;
+    // RFC 6275 §11.7.1, RFC 5555 §4.4.1: the BA (type 2 routing header) and IP-in-IPv6
+    // for an IPv6 care-of address; this kernel would drop them (no CONFIG_IPV6_MIP6).
+    let v6in = if d.ipv6_care_of {
+        let io = Ipv6In::start(ha6, m.home_address, v6_tx)?;
+        info!(table = ipv6::NFT_TABLE, ha = %ha6, "IPv6 care-of addresses: packet socket and nftables table up");
+        Some(io)
+    } else {
+        drop(v6_tx);
+        None
+    };
     let sock = bind_udp(coa, m.udp_source_port).context("Binding Update socket")?;
     let ipsec = Ipsec::bind(&cfg.ipsec, coa, ha4, m.home_address, ha6).await?;
     let (tun_tx, mut tun_rx) = mpsc::channel::<Vec<u8>>(1024);
@@ -210,6 +225,8 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
         addresses,
         addresses6,
         raw6,
+        v6in,
+        ha6,
         addresses_fed: false,
         state: DriverState::default(),
         deregistered: false,
@@ -267,6 +284,7 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
                 }
             }
             Some(mut p) = raw_rx.recv() => daemon.raw_packet(&mut p),
+            Some(mut p) = v6_rx.recv() => daemon.v6_packet(&mut p),
             Some(c) = addr_rx.recv() => daemon.address_change(c),
             () = sleep => {
                 let now = Instant::now();
@@ -294,6 +312,9 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
     // The TUN reader may wait on a full channel: closing it lets the thread end.
     drop(tun_rx);
     drop(daemon.data.take());
+    drop(v6_rx);
+    // Deletes the nftables table.
+    drop(daemon.v6in.take());
     control_task.abort();
     let _ = std::fs::remove_file(&d.control_socket);
     Ok(())
@@ -665,9 +686,89 @@ impl Daemon {
                 None => return,
             },
             Some(Via::Esp) => self.esp_out(pkt).await,
+            Some(Via::Ip6(_)) => self.ip6_out(t.as_ref().map(|t| t.outer), pkt),
         };
         if let Err(e) = r {
             warn!(error = %e, "tunnel send failed");
+        }
+    }
+
+    /// IPv4 or IPv6 in IPv6 from the care-of address to the home agent (RFC 5555 §4.1, RFC
+    /// 2473), whole on the `IPPROTO_RAW` socket.
+    fn ip6_out(&mut self, outer: Option<Outer>, inner: &[u8]) -> std::io::Result<usize> {
+        let (Some(Outer::V6 { src, dst }), Some(raw6)) = (outer, self.raw6.as_ref()) else {
+            return Ok(0);
+        };
+        match ipv6::encapsulate(src, dst, inner) {
+            Some(p) => raw6.send(&p, dst),
+            None => Err(std::io::Error::other(
+                "not an IP packet, or too long for IPv6",
+            )),
+        }
+    }
+
+    /// A packet from the home agent to an IPv6 care-of address (the packet socket of
+    /// `ipv6.rs`, outer source already the home agent's): the BA or IP-in-IPv6. Only to
+    /// one of our IPv6 care-of address candidates.
+    fn v6_packet(&mut self, pkt: &mut [u8]) {
+        match ipv6::classify(pkt) {
+            V6In::Signalling { dst, .. } | V6In::Tunnel { dst, .. }
+                if !self.addresses6.contains(&dst) =>
+            {
+                self.state.outer_dropped += 1;
+                debug!(%dst, "IPv6 packet from the home agent to an address that is not a care-of address dropped");
+            }
+            V6In::Signalling { len, .. } => self.ba_v6(&mut pkt[..len]),
+            // RFC 2473 §3: the inner packet goes to the device when it is for a home address.
+            V6In::Tunnel { inner, .. } => match self.data.as_mut() {
+                Some(d) => d.inbound(&pkt[inner]),
+                None => self.state.data_dropped += 1,
+            },
+            V6In::Malformed(why) => {
+                self.state.outer_dropped += 1;
+                debug!(why, "malformed IPv6 packet from the home agent dropped");
+            }
+        }
+    }
+
+    /// `IPv6 (HA -> CoA) / type 2 routing header (HoA) / ESP / MH BA` (RFC 6275 §6.4,
+    /// §11.7.1; RFC 4877 §4.1: ESP behind the routing header, transport mode with the
+    /// home-address SA). A cleartext BA goes to the engine unprotected, which drops it.
+    fn ba_v6(&mut self, pkt: &mut [u8]) {
+        let hoa = self.mn.config().home_address;
+        let range = match ipv6::rh2_then(pkt, &hoa) {
+            Ok(true) => match self.ipsec.open(pkt) {
+                Some(r) => Some(r),
+                None => {
+                    self.state.ba_dropped += 1;
+                    return;
+                }
+            },
+            Ok(false) => None,
+            Err(why) => {
+                self.state.ba_dropped += 1;
+                debug!(why, "IPv6 signalling packet from the home agent dropped");
+                return;
+            }
+        };
+        let protected = range.is_some();
+        let pkt = &pkt[range.unwrap_or(0..pkt.len())];
+        let mh = match ipv6::ba_mh(pkt, &hoa) {
+            Ok(mh) => mh,
+            Err(why) => {
+                self.state.ba_dropped += 1;
+                debug!(why, "Binding Acknowledgement over IPv6 dropped");
+                return;
+            }
+        };
+        let ctx = BaContext {
+            src: self.ha6,
+            protected,
+            udp_from: None,
+        };
+        match self.mn.handle_ba(Instant::now(), &ctx, &mh) {
+            Ok(outcome) => debug!(?outcome, "Binding Acknowledgement over IPv6"),
+            Err(e) => info!(error = %e, "Binding Acknowledgement over IPv6 dropped"),
         }
     }
 
