@@ -1,6 +1,7 @@
-//! iproute2 commands (routes, addresses, neighbour proxies) and the addresses of an IP
-//! packet. Routes and addresses are set with `ip` rather than netlink messages: each call
-//! takes a few milliseconds and happens on binding changes, never per packet.
+//! iproute2 commands and the addresses of an IP packet. `ip` costs a process (a few ms) per
+//! call: what runs before a Binding Acknowledgement goes through [`crate::netlink`]
+//! instead (dsmip-ha's routes and neighbour proxies); `ip` stays where that cost is paid
+//! rarely.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;

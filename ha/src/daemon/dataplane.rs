@@ -9,17 +9,20 @@
 //! at start; the engine's events add and remove, per binding, a `/128` route into the TUN
 //! device and proxy NDP on the home link for the IPv6 home address (RFC 6275 §10.4.1),
 //! proxy ARP for an IPv4 home address (RFC 5555 §4.5), and routes for IPv4 home prefixes and
-//! mobile network prefixes. They are applied with iproute2 (`ip`), not netlink yet.
+//! mobile network prefixes. They are applied with rtnetlink messages
+//! (`dsmip_daemon::netlink`, microseconds each) before the Binding Acknowledgement leaves;
+//! no `ip` process runs here (only the `proxy_ndp` sysctl is written, once, at start).
 //!
 //! IP-in-IP (protocols 4 and 41 over raw IPv4 sockets, `raw.rs`) is checked like UDP: the
 //! inner source's binding must be IP-in-IP from exactly the outer source. ESP tunnel mode
 //! (`datasa.rs`) is chosen by the main loop before the plain tunnels of this file.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dsmip_daemon::net::{ip, source};
+use dsmip_daemon::net::source;
+use dsmip_daemon::netlink::{Link, Rtnl};
 use dsmip_daemon::tun::TunDevice;
 use ha::{Event, HaConfig, HomeAgent};
 use mipsec::wire::tunnel::{Encap, Outer};
@@ -151,7 +154,10 @@ pub fn ipip_bound(
 /// The TUN device and its reader thread.
 pub struct DataPlane {
     tun: TunDevice,
-    home_link: Option<String>,
+    /// Routes and neighbour proxies; the interfaces were looked up once at start.
+    rtnl: Rtnl,
+    tun_link: Link,
+    home_link: Option<Link>,
     pub stats: TunnelStats,
 }
 
@@ -171,60 +177,68 @@ impl DataPlane {
                 .with_context(|| format!("enabling proxy_ndp on {l}"))?;
         }
         let tun = TunDevice::start(name, mtu, tx)?;
+        let mut rtnl = Rtnl::open()?;
+        let tun_link = rtnl.link(tun.name())?;
+        let home_link = home_link
+            .map(|l| rtnl.link(l))
+            .transpose()
+            .context("daemon.home_link")?;
         let nets = ha
             .ipv4_pools
             .iter()
             .map(|p| p.range)
             .chain(ha.mobile_nodes.iter().filter_map(|m| m.ipv4_home_address));
         for net in nets {
-            ip(&["route", "replace", &net.to_string(), "dev", tun.name()])?;
+            rtnl.route_replace(net.into(), &tun_link)?;
         }
         Ok(DataPlane {
             tun,
-            home_link: home_link.map(str::to_string),
+            rtnl,
+            tun_link,
+            home_link,
             stats: TunnelStats::default(),
         })
     }
 
     /// Apply one engine event to the kernel: routes into the TUN device, proxy NDP/ARP.
+    /// A removal tries both of its steps and reports every failure.
     pub fn apply(&mut self, ev: &Event) -> Result<()> {
-        let tun = self.tun.name().to_string();
-        let link = self.home_link.clone();
         match ev {
-            Event::ProxyNdpAdd(a) => {
-                ip(&["-6", "route", "replace", &format!("{a}/128"), "dev", &tun])?;
-                if let Some(l) = &link {
-                    ip(&["-6", "neigh", "replace", "proxy", &a.to_string(), "dev", l])?;
-                }
-            }
-            Event::ProxyNdpRemove(a) => {
-                ip(&["-6", "route", "del", &format!("{a}/128"), "dev", &tun])?;
-                if let Some(l) = &link {
-                    ip(&["-6", "neigh", "del", "proxy", &a.to_string(), "dev", l])?;
-                }
-            }
-            Event::ProxyArpAdd(a) => {
-                ip(&["route", "replace", &format!("{a}/32"), "dev", &tun])?;
-                if let Some(l) = &link {
-                    ip(&["neigh", "replace", "proxy", &a.to_string(), "dev", l])?;
-                }
-            }
-            Event::ProxyArpRemove(a) => {
-                ip(&["route", "del", &format!("{a}/32"), "dev", &tun])?;
-                if let Some(l) = &link {
-                    ip(&["neigh", "del", "proxy", &a.to_string(), "dev", l])?;
-                }
-            }
-            Event::RouteAdd { prefix, .. } => {
-                ip(&["route", "replace", &prefix.to_string(), "dev", &tun])?
-            }
-            Event::RouteRemove { prefix, .. } => {
-                ip(&["route", "del", &prefix.to_string(), "dev", &tun])?
-            }
+            // RFC 6275 §10.4.1: intercept for the IPv6 home address.
+            Event::ProxyNdpAdd(a) => self.host(IpAddr::V6(*a), true),
+            Event::ProxyNdpRemove(a) => self.host(IpAddr::V6(*a), false),
+            // RFC 5555 §4.5: the same for an IPv4 home address.
+            Event::ProxyArpAdd(a) => self.host(IpAddr::V4(*a), true),
+            Event::ProxyArpRemove(a) => self.host(IpAddr::V4(*a), false),
+            Event::RouteAdd { prefix, .. } => self.rtnl.route_replace(*prefix, &self.tun_link),
+            Event::RouteRemove { prefix, .. } => self.rtnl.route_delete(*prefix, &self.tun_link),
             // Tunnels are looked up per packet in the binding cache (`HomeAgent::route`).
-            _ => {}
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// A home address: its host route into the TUN device and, with a home link, the
+    /// proxy entry there.
+    fn host(&mut self, a: IpAddr, add: bool) -> Result<()> {
+        let host = ipnet::IpNet::from(a);
+        let (tun, home) = (&self.tun_link, self.home_link.as_ref());
+        if add {
+            self.rtnl.route_replace(host, tun)?;
+            match home {
+                Some(l) => self.rtnl.proxy_add(a, l),
+                None => Ok(()),
+            }
+        } else {
+            let route = self.rtnl.route_delete(host, tun);
+            let proxy = match home {
+                Some(l) => self.rtnl.proxy_delete(a, l),
+                None => Ok(()),
+            };
+            match (route, proxy) {
+                (Err(r), Err(p)) => Err(anyhow::anyhow!("{r:#}; {p:#}")),
+                (r, p) => r.and(p),
+            }
+        }
     }
 
     /// A packet tunnelled in UDP from `from`: forward it when its source is a home address
