@@ -4,7 +4,7 @@
 //! rarely.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -17,6 +17,32 @@ pub fn ip(args: &[&str]) -> Result<()> {
     if !out.status.success() {
         bail!(
             "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Run `nft ARGS…` with `input` on its standard input (a ruleset for `-f -`); the error
+/// holds the command line and nft's message. The daemons use it once at start and once at
+/// exit for the tables that keep the kernel from answering Mobile IPv6 packets it cannot
+/// parse.
+pub fn nft(input: &str, args: &[&str]) -> Result<()> {
+    let mut c = Command::new("nft")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running nft (nftables)")?;
+    if let Some(mut i) = c.stdin.take() {
+        std::io::Write::write_all(&mut i, input.as_bytes()).context("writing to nft")?;
+    }
+    let out = c.wait_with_output().context("waiting for nft")?;
+    if !out.status.success() {
+        bail!(
+            "nft {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );

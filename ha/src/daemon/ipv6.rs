@@ -18,7 +18,6 @@ use std::ffi::CString;
 use std::mem::{size_of, zeroed};
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +30,7 @@ use mipsec::wire::ip::{
 use mipsec::wire::tunnel::{Encap, Outer};
 use tokio::sync::mpsc;
 
-use dsmip_daemon::net::source;
+use dsmip_daemon::net::{nft, source};
 
 /// The home agent's own nftables table (family ip6).
 pub const NFT_TABLE: &str = "dsmip_ha_mip6";
@@ -233,28 +232,6 @@ pub fn nft_rules(ifaces: &[String], ha: &Ipv6Addr) -> String {
     format!(
         "table ip6 {NFT_TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -300; policy accept;\n    iifname {{ {names} }} ip6 daddr {ha} ip6 nexthdr {{ {protos} }} drop\n  }}\n}}\n"
     )
-}
-
-fn nft(input: &str, args: &[&str]) -> Result<()> {
-    let mut c = Command::new("nft")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running nft (nftables)")?;
-    if let Some(mut i) = c.stdin.take() {
-        std::io::Write::write_all(&mut i, input.as_bytes()).context("writing to nft")?;
-    }
-    let out = c.wait_with_output().context("waiting for nft")?;
-    if !out.status.success() {
-        bail!(
-            "nft {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 /// The packet sockets, the nftables table and the `IPPROTO_RAW` sender.

@@ -699,8 +699,9 @@ impl Daemon {
         }
     }
 
-    /// Data plane events: logged; acting on them (TUN, tunnels, proxy ARP/NDP, routes) is
-    /// the next step of issue 8 (DAEMON.md).
+    /// The engine's events: each is logged and, with a data plane, applied to the kernel
+    /// (routes into the TUN device, proxy NDP/ARP on the home link, through netlink); an
+    /// expired binding is only logged (its removal events follow from the engine).
     fn drain_events(&mut self) {
         while let Some(ev) = self.agent.poll_event() {
             match &ev {

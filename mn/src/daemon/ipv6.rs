@@ -19,9 +19,9 @@ use std::mem::{size_of, zeroed};
 use std::net::Ipv6Addr;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use dsmip_daemon::net::nft;
 use mipsec::wire::ext::RoutingHeaderType2;
 use mipsec::wire::ip::{Ipv6Repr, IPPROTO_ESP, IPPROTO_MH, IPPROTO_ROUTING};
 use mipsec::wire::{MhPacket, MhRepr};
@@ -177,28 +177,6 @@ pub fn nft_rules(ha: &Ipv6Addr, hoa: &Ipv6Addr) -> String {
     format!(
         "table ip6 {NFT_TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -300; policy accept;\n    ip6 saddr {ha} ip6 daddr != {hoa} ip6 nexthdr {{ {protos} }} drop\n  }}\n}}\n"
     )
-}
-
-fn nft(input: &str, args: &[&str]) -> Result<()> {
-    let mut c = Command::new("nft")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running nft (nftables; needed by daemon.ipv6_care_of)")?;
-    if let Some(mut i) = c.stdin.take() {
-        std::io::Write::write_all(&mut i, input.as_bytes()).context("writing to nft")?;
-    }
-    let out = c.wait_with_output().context("waiting for nft")?;
-    if !out.status.success() {
-        bail!(
-            "nft {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 /// The packet socket (with its reader thread) and the nftables table; dropping it deletes
