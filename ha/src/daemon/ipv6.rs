@@ -14,14 +14,10 @@
 //! The pure half (filtering, classification, packet building, the anti-spoofing rule) is
 //! tested here with byte arrays; the sockets are exercised by the lab test.
 
-use std::ffi::CString;
-use std::mem::{size_of, zeroed};
 use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ha::{HomeAgent, Reply, RxContext, SaInfo, Transport};
 use mipsec::wire::ext::RoutingHeaderType2;
 use mipsec::wire::ip::{
@@ -30,7 +26,8 @@ use mipsec::wire::ip::{
 use mipsec::wire::tunnel::{Encap, Outer};
 use tokio::sync::mpsc;
 
-use dsmip_daemon::net::{nft, source};
+use dsmip_daemon::mip6::{NftTable, PacketReader, RawIpv6};
+use dsmip_daemon::net::source;
 
 /// The home agent's own nftables table (family ip6).
 pub const NFT_TABLE: &str = "dsmip_ha_mip6";
@@ -45,7 +42,6 @@ pub const TAKEN: [u8; 5] = [
 ];
 /// Outer hop limit of the packets we originate (RFC 2473 §3.1 leaves it to the entry point).
 const HOP_LIMIT: u8 = 64;
-const ETH_P_IPV6: u16 = 0x86dd;
 
 /// Is this (link-layer stripped) packet one for us: IPv6 to `ha` with a first next header
 /// in [`TAKEN`]? Everything else on the interface is the kernel's.
@@ -236,154 +232,35 @@ pub fn nft_rules(ifaces: &[String], ha: &Ipv6Addr) -> String {
 
 /// The packet sockets, the nftables table and the `IPPROTO_RAW` sender.
 pub struct Ipv6Io {
-    raw: OwnedFd,
+    raw: RawIpv6,
     /// Kept so the reader threads' sockets live as long as this.
-    _packet: Vec<Arc<OwnedFd>>,
+    _packet: Vec<PacketReader>,
+    /// Deleted when this is dropped.
+    _table: NftTable,
 }
 
 impl Ipv6Io {
     /// Install the nftables table, open one AF_PACKET socket per interface (a reader thread
     /// each, packets for `ha` into `tx`) and the raw sender.
     pub fn start(ifaces: &[String], ha: Ipv6Addr, tx: mpsc::Sender<Vec<u8>>) -> Result<Ipv6Io> {
-        // A table left by a crashed run would otherwise make `nft -f` fail.
-        let _ = nft("", &["delete", "table", "ip6", NFT_TABLE]);
-        nft(&nft_rules(ifaces, &ha), &["-f", "-"]).context("installing the nftables table")?;
-        // SAFETY: socket() takes no pointers; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_INET6,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_RAW,
-            )
-        };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error()).context("IPPROTO_RAW IPv6 socket");
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        let raw = unsafe { OwnedFd::from_raw_fd(raw) };
+        let table = NftTable::install(NFT_TABLE, &nft_rules(ifaces, &ha))?;
+        let raw = RawIpv6::open()?;
         let mut packet = Vec::new();
         for i in ifaces {
-            let s = Arc::new(packet_socket(i)?);
-            let (r, tx) = (s.clone(), tx.clone());
-            std::thread::Builder::new()
-                .name(format!("pkt6-{i}"))
-                .spawn(move || read_loop(&r, ha, &tx))
-                .context("starting a packet socket reader thread")?;
-            packet.push(s);
+            let r = PacketReader::start(Some(i), move |p| wanted(p, &ha), tx.clone())
+                .with_context(|| format!("daemon.listen_v6_interfaces: {i}"))?;
+            packet.push(r);
         }
         Ok(Ipv6Io {
             raw,
             _packet: packet,
+            _table: table,
         })
     }
 
     /// Send a whole IPv6 packet (header included) to its destination.
     pub fn send(&self, pkt: &[u8]) -> std::io::Result<usize> {
-        let Some(dst) = pkt.get(24..40) else {
-            return Err(std::io::Error::other("IPv6 packet shorter than its header"));
-        };
-        // SAFETY: plain old data.
-        let mut sa: libc::sockaddr_in6 = unsafe { zeroed() };
-        sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        sa.sin6_addr.s6_addr.copy_from_slice(dst);
-        // SAFETY: pkt and sa are live for the call; the kernel only reads them.
-        let n = unsafe {
-            libc::sendto(
-                self.raw.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&sa as *const libc::sockaddr_in6).cast(),
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(n as usize)
-    }
-}
-
-impl Drop for Ipv6Io {
-    fn drop(&mut self) {
-        let _ = nft("", &["delete", "table", "ip6", NFT_TABLE]);
-    }
-}
-
-/// An AF_PACKET datagram socket (link header stripped) for IPv6 on interface `name`.
-fn packet_socket(name: &str) -> Result<OwnedFd> {
-    let c = CString::new(name).context("interface name with a NUL")?;
-    // SAFETY: c is a valid NUL-terminated string for the call.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if index == 0 {
-        bail!("daemon.listen_v6_interfaces: no interface {name:?}");
-    }
-    let proto = ETH_P_IPV6.to_be();
-    // SAFETY: socket() takes no pointers; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::c_int::from(proto),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
-    }
-    // SAFETY: a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: plain old data.
-    let mut ll: libc::sockaddr_ll = unsafe { zeroed() };
-    ll.sll_family = libc::AF_PACKET as u16;
-    ll.sll_protocol = proto;
-    ll.sll_ifindex = index as i32;
-    // SAFETY: ll is live and its size is passed.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&ll as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("binding the packet socket to {name}"));
-    }
-    Ok(fd)
-}
-
-/// Read packets for `ha` until the channel closes (the main loop ended).
-fn read_loop(fd: &OwnedFd, ha: Ipv6Addr, tx: &mpsc::Sender<Vec<u8>>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        // SAFETY: plain old data.
-        let mut ll: libc::sockaddr_ll = unsafe { zeroed() };
-        let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: buf and ll are live and writable for their stated lengths.
-        let n = unsafe {
-            libc::recvfrom(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut ll as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        let pkt = &buf[..n as usize];
-        // Our own sends on this interface come back as PACKET_OUTGOING: not input.
-        if ll.sll_pkttype == libc::PACKET_OUTGOING || !wanted(pkt, &ha) {
-            continue;
-        }
-        if tx.blocking_send(pkt.to_vec()).is_err() {
-            return;
-        }
+        self.raw.send(pkt)
     }
 }
 

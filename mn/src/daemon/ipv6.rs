@@ -15,18 +15,15 @@
 //! The pure half (filter, classification, RH2 and checksum checks, encapsulation) is tested
 //! here with byte arrays; the sockets by the lab test `interop/tests/mn_daemon.rs`.
 
-use std::mem::{size_of, zeroed};
 use std::net::Ipv6Addr;
 use std::ops::Range;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use anyhow::{Context, Result};
-use dsmip_daemon::net::nft;
+use anyhow::Result;
+use dsmip_daemon::mip6::{NftTable, PacketReader};
 use mipsec::wire::ext::RoutingHeaderType2;
 use mipsec::wire::ip::{Ipv6Repr, IPPROTO_ESP, IPPROTO_MH, IPPROTO_ROUTING};
 use mipsec::wire::{MhPacket, MhRepr};
 use tokio::sync::mpsc;
-use tracing::warn;
 
 use super::outer::{PROTO_IPIP, PROTO_IPV6};
 
@@ -37,7 +34,6 @@ pub const NFT_TABLE: &str = "dsmip_mn_mip6";
 pub const TAKEN: [u8; 4] = [PROTO_IPIP, PROTO_IPV6, IPPROTO_ROUTING, IPPROTO_ESP];
 /// Outer hop limit of our tunnel packets (RFC 2473 §3.1 leaves it to the entry point).
 const HOP_LIMIT: u8 = 64;
-const ETH_P_IPV6: u16 = 0x86dd;
 
 /// Is this (link-layer stripped) packet one for us: IPv6 from the home agent `ha`, not to
 /// the home address `hoa` (inner packets on the TUN device), with a first next header in
@@ -182,84 +178,20 @@ pub fn nft_rules(ha: &Ipv6Addr, hoa: &Ipv6Addr) -> String {
 /// The packet socket (with its reader thread) and the nftables table; dropping it deletes
 /// the table.
 pub struct Ipv6In {
-    _sock: std::sync::Arc<OwnedFd>,
+    _reader: PacketReader,
+    _table: NftTable,
 }
 
 impl Ipv6In {
     /// Install the nftables table, open the AF_PACKET socket and start its reader: packets
     /// that pass [`wanted`] go to `tx`.
     pub fn start(ha: Ipv6Addr, hoa: Ipv6Addr, tx: mpsc::Sender<Vec<u8>>) -> Result<Ipv6In> {
-        // A table left by a crashed run would make `nft -f` fail.
-        let _ = nft("", &["delete", "table", "ip6", NFT_TABLE]);
-        nft(&nft_rules(&ha, &hoa), &["-f", "-"]).context("installing the nftables table")?;
-        let proto = ETH_P_IPV6.to_be();
-        // SAFETY: socket() takes no pointers; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::c_int::from(proto),
-            )
-        };
-        if fd < 0 {
-            let _ = nft("", &["delete", "table", "ip6", NFT_TABLE]);
-            return Err(std::io::Error::last_os_error()).context("AF_PACKET socket (CAP_NET_RAW)");
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        let fd = std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
-        let r = fd.clone();
-        std::thread::Builder::new()
-            .name("pkt6".into())
-            .spawn(move || read_loop(&r, ha, hoa, &tx))
-            .context("starting the packet socket reader thread")?;
-        Ok(Ipv6In { _sock: fd })
-    }
-}
-
-impl Drop for Ipv6In {
-    fn drop(&mut self) {
-        if let Err(e) = nft("", &["delete", "table", "ip6", NFT_TABLE]) {
-            warn!(error = %e, table = NFT_TABLE, "nftables table not deleted");
-        }
-    }
-}
-
-/// Read packets from the home agent until the channel closes.
-fn read_loop(fd: &OwnedFd, ha: Ipv6Addr, hoa: Ipv6Addr, tx: &mpsc::Sender<Vec<u8>>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        // SAFETY: plain old data.
-        let mut ll: libc::sockaddr_ll = unsafe { zeroed() };
-        let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: buf and ll are live and writable for the lengths passed.
-        let n = unsafe {
-            libc::recvfrom(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut ll as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            warn!(error = %e, "packet socket receive failed; IPv6 reader stops");
-            return;
-        }
-        let Some(pkt) = buf.get(..n as usize) else {
-            continue;
-        };
-        // What we send ourselves comes back as PACKET_OUTGOING: not input.
-        if ll.sll_pkttype == libc::PACKET_OUTGOING || !wanted(pkt, &ha, &hoa) {
-            continue;
-        }
-        if tx.blocking_send(pkt.to_vec()).is_err() {
-            return;
-        }
+        let table = NftTable::install(NFT_TABLE, &nft_rules(&ha, &hoa))?;
+        let reader = PacketReader::start(None, move |p| wanted(p, &ha, &hoa), tx)?;
+        Ok(Ipv6In {
+            _reader: reader,
+            _table: table,
+        })
     }
 }
 

@@ -82,37 +82,6 @@ fn reader(s: &RawSocket, tx: &mpsc::Sender<RawPacket>) {
     }
 }
 
-/// A raw IPv6 socket with IPPROTO_RAW: the caller writes the whole IPv6 packet, header
-/// included (Linux sets IPV6_HDRINCL for this protocol), so the Binding Update from an
-/// IPv6 care-of address leaves exactly as RFC 6275 §6.1.7 and RFC 4877 §4.1 lay it out:
-/// `IPv6 (CoA -> HA) / Destination Options (Home Address) / ESP / MH`. Send only.
-pub struct Ipv6Raw {
-    sock: socket2::Socket,
-}
-
-impl Ipv6Raw {
-    pub fn open() -> Result<Ipv6Raw> {
-        let sock = socket2::Socket::new(
-            socket2::Domain::IPV6,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::from(libc_ipproto_raw())),
-        )
-        .context("raw IPv6 socket (IPPROTO_RAW, CAP_NET_RAW)")?;
-        Ok(Ipv6Raw { sock })
-    }
-
-    /// Send the whole IPv6 packet `pkt` towards `dst` (its destination address).
-    pub fn send(&self, pkt: &[u8], dst: std::net::Ipv6Addr) -> std::io::Result<usize> {
-        let to = std::net::SocketAddrV6::new(dst, 0, 0, 0);
-        self.sock.send_to(pkt, &to.into())
-    }
-}
-
-/// IPPROTO_RAW (netinet/in.h).
-const fn libc_ipproto_raw() -> i32 {
-    255
-}
-
 /// The source address and payload range of a received IPv4 packet (header length from
 /// IHL, end from Total Length); `None` when malformed or fragmented (a raw socket gets
 /// reassembled packets, so a fragment here is refused rather than guessed at).

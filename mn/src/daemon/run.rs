@@ -30,12 +30,11 @@ use super::dataplane::{DataPlane, Via};
 use super::datasa::{spi_of, DataEsp};
 use super::ipsec::{bind_udp, Ipsec};
 use super::ipv6::{self, Ipv6In, V6In};
-use super::outer::{
-    ipv4_payload, Ipv6Raw, RawPacket, RawSockets, PROTO_ESP, PROTO_IPIP, PROTO_IPV6,
-};
+use super::outer::{ipv4_payload, RawPacket, RawSockets, PROTO_ESP, PROTO_IPIP, PROTO_IPV6};
 use super::serve::{self, Query};
 use super::status::{self, DriverState};
 use super::watch::{self, Change};
+use dsmip_daemon::mip6::RawIpv6;
 
 mod signalling;
 
@@ -55,7 +54,7 @@ struct Daemon {
     addresses: Vec<Ipv4Addr>,
     /// The current IPv6 ones (`daemon.ipv6_care_of`), and the socket their BUs leave on.
     addresses6: Vec<Ipv6Addr>,
-    raw6: Option<Ipv6Raw>,
+    raw6: Option<RawIpv6>,
     /// What the home agent sends to an IPv6 care-of address (`ipv6.rs`), and its address.
     v6in: Option<Ipv6In>,
     ha6: Ipv6Addr,
@@ -159,7 +158,7 @@ pub async fn run(cfg: DaemonFile) -> Result<()> {
         })
         .collect();
     let raw6 = if d.ipv6_care_of {
-        Some(Ipv6Raw::open()?)
+        Some(RawIpv6::open()?)
     } else {
         None
     };
@@ -638,7 +637,7 @@ impl Daemon {
             return Ok(0);
         };
         match ipv6::encapsulate(src, dst, inner) {
-            Some(p) => raw6.send(&p, dst),
+            Some(p) => raw6.send(&p),
             None => Err(std::io::Error::other(
                 "not an IP packet, or too long for IPv6",
             )),

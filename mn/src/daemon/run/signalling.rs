@@ -72,7 +72,7 @@ impl Daemon {
             self.state.bu_held_no_sa += 1;
             return;
         };
-        match raw6.send(&wire[..n], t.ipv6_dst) {
+        match raw6.send(&wire[..n]) {
             Ok(_) => {
                 info!(sequence = t.sequence(), coa = %t.ipv6_src, "Binding Update sent over IPv6")
             }
