@@ -17,9 +17,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
+use dsmip_daemon::child::esp_pair;
 use ike::sa::{ChildSa, Mode, SaId};
 use ike::wire::ts::TrafficSelector;
-use mipsec::esp::{Inbound, InboundSa, OutboundSa, SaConfig, Transform};
+use mipsec::esp::{Inbound, InboundSa, OutboundSa};
 use mipsec::wire::ip::{IPPROTO_IPIP, IPPROTO_IPV6};
 
 /// Anti-replay window of data SAs: wider than signalling's 64, as data may be reordered.
@@ -138,24 +139,10 @@ impl DataSas {
         child: &ChildSa,
         homes: Vec<IpAddr>,
     ) -> Result<Option<(u32, u32)>, Refusal> {
-        let transform = Transform::from_name(&child.proposal.name()).ok_or(Refusal::Transform)?;
-        let cfg = |spi| {
-            let mut c = SaConfig::new(spi, transform);
+        let (inbound, outbound, _) = esp_pair(child, |c| {
             c.esn = child.proposal.esn;
             c.replay_window = REPLAY_WINDOW;
-            c
-        };
-        let km = |e: &[u8], a: &[u8]| [e, a].concat();
-        let k = &child.keys;
-        let inbound = InboundSa::new(
-            cfg(child.spi_in),
-            &km(k.enc_in.expose(), k.auth_in.expose()),
-        )
-        .map_err(|_| Refusal::Transform)?;
-        let outbound = OutboundSa::new(
-            cfg(child.spi_out),
-            &km(k.enc_out.expose(), k.auth_out.expose()),
-        )
+        })
         .map_err(|_| Refusal::Transform)?;
         let old = self.remove_hoa(&hoa);
         self.by_spi.insert(child.spi_in, hoa);
@@ -422,7 +409,7 @@ mod tests {
         let mut sas = DataSas::default();
         let homes = check(&ha, Some(HOA), v4net()).unwrap();
         assert_eq!(sas.install(HOA, 7, &ha, homes).unwrap(), None);
-        let cfg = |spi| SaConfig::new(spi, Transform::AesGcm128);
+        let cfg = |spi| mipsec::esp::SaConfig::new(spi, mipsec::esp::Transform::AesGcm128);
         let mut mn_out = OutboundSa::new(cfg(mn.spi_out), mn.keys.enc_out.expose()).unwrap();
         let mut mn_in = InboundSa::new(cfg(mn.spi_in), mn.keys.enc_in.expose()).unwrap();
 

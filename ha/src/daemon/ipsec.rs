@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use dsmip_daemon::child::esp_pair;
 use ha::SaInfo;
 use ike::crypto::SystemRng;
 use ike::proposal::Proposal;
@@ -20,7 +21,7 @@ use ike::sa::{ChildPolicy, ChildSa, Config, Endpoint, Event, Mode, SaId};
 use ike::wire::payload::IdRepr;
 use ike::wire::ts::TrafficSelector;
 use ike::wire::ProtocolId;
-use mipsec::esp::{transport, InboundSa, OutboundSa, SaConfig, Transform};
+use mipsec::esp::{transport, InboundSa, OutboundSa};
 use mipsec::wire::ip::{Ipv6Repr, IPPROTO_DSTOPTS, IPPROTO_ESP};
 use serde::Deserialize;
 use tokio::net::UdpSocket;
@@ -317,31 +318,17 @@ impl Ipsec {
             warn!(spi_in = format_args!("{:#x}", child.spi_in), mode = ?child.mode, ?ts_hoa, "CHILD_SA not installed: not transport mode, unknown identity, or selector is not the identity's home address");
             return;
         };
-        let Some(transform) = Transform::from_name(&child.proposal.name()) else {
-            self.stats.child_sas_refused += 1;
-            warn!(proposal = %child.proposal.name(), "CHILD_SA not installed: ESP transform not supported");
-            return;
-        };
-        let keymat = |enc: &[u8], auth: &[u8]| [enc, auth].concat();
-        let inb = InboundSa::new(
-            SaConfig::new(child.spi_in, transform),
-            &keymat(child.keys.enc_in.expose(), child.keys.auth_in.expose()),
-        );
-        let out = OutboundSa::new(
-            SaConfig::new(child.spi_out, transform),
-            &keymat(child.keys.enc_out.expose(), child.keys.auth_out.expose()),
-        );
-        match (inb, out) {
-            (Ok(i), Ok(o)) => {
+        match esp_pair(child, |_| {}) {
+            Ok((i, o, transform)) => {
                 self.inbound.retain(|_, (_, h, _)| *h != hoa);
                 self.inbound.insert(child.spi_in, (i, hoa, sa));
                 self.outbound.insert(hoa, o);
                 self.stats.child_sas_installed += 1;
                 info!(%hoa, spi_in = format_args!("{:#x}", child.spi_in), spi_out = format_args!("{:#x}", child.spi_out), transform = transform.name(), "transport-mode CHILD_SA installed for BU/BA");
             }
-            _ => {
+            Err(e) => {
                 self.stats.child_sas_refused += 1;
-                warn!("CHILD_SA not installed: key length does not fit the transform");
+                warn!(error = %e, "CHILD_SA not installed");
             }
         }
     }

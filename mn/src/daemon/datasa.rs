@@ -6,10 +6,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use dsmip_daemon::child::esp_pair;
 use ike::proposal::Proposal;
 use ike::sa::{ChildPolicy, ChildSa};
 use ike::wire::ts::TrafficSelector;
-use mipsec::esp::{Inbound, InboundSa, OutboundSa, SaConfig, Transform};
+use mipsec::esp::{Inbound, InboundSa, OutboundSa};
 use mipsec::wire::ip::{IPPROTO_IPIP, IPPROTO_IPV6};
 use serde::Deserialize;
 
@@ -79,19 +80,7 @@ pub fn policy(esp: &Proposal, hoa: Ipv6Addr, hoa4: Option<Ipv4Addr>) -> ChildPol
 impl DataSa {
     /// Keys of a negotiated tunnel-mode CHILD_SA; `Err` says why it cannot be used.
     pub fn new(child: &ChildSa, hoa4: Option<Ipv4Addr>) -> Result<DataSa, String> {
-        let transform = Transform::from_name(&child.proposal.name())
-            .ok_or_else(|| format!("ESP transform {} not supported", child.proposal.name()))?;
-        let keymat = |enc: &[u8], auth: &[u8]| [enc, auth].concat();
-        let inbound = InboundSa::new(
-            SaConfig::new(child.spi_in, transform),
-            &keymat(child.keys.enc_in.expose(), child.keys.auth_in.expose()),
-        )
-        .map_err(|e| e.to_string())?;
-        let outbound = OutboundSa::new(
-            SaConfig::new(child.spi_out, transform),
-            &keymat(child.keys.enc_out.expose(), child.keys.auth_out.expose()),
-        )
-        .map_err(|e| e.to_string())?;
+        let (inbound, outbound, _) = esp_pair(child, |_| {}).map_err(|e| e.to_string())?;
         Ok(DataSa {
             spi_in: child.spi_in,
             spi_out: child.spi_out,

@@ -13,12 +13,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use dsmip_daemon::child::esp_pair;
 use ike::crypto::SystemRng;
 use ike::proposal::Proposal;
 use ike::sa::{ChildSa, Config, Endpoint, Event, Mode, SaId};
 use ike::wire::ts::TrafficSelector;
 use ike::wire::ProtocolId;
-use mipsec::esp::{transport, InboundSa, OutboundSa, SaConfig, Transform};
+use mipsec::esp::{transport, InboundSa, OutboundSa};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
@@ -364,21 +365,8 @@ impl Ipsec {
             warn!(mode = ?child.mode, "CHILD_SA not used: not transport mode");
             return;
         }
-        let Some(transform) = Transform::from_name(&child.proposal.name()) else {
-            warn!(proposal = %child.proposal.name(), "CHILD_SA not used: ESP transform not supported");
-            return;
-        };
-        let keymat = |enc: &[u8], auth: &[u8]| [enc, auth].concat();
-        let inb = InboundSa::new(
-            SaConfig::new(child.spi_in, transform),
-            &keymat(child.keys.enc_in.expose(), child.keys.auth_in.expose()),
-        );
-        let out = OutboundSa::new(
-            SaConfig::new(child.spi_out, transform),
-            &keymat(child.keys.enc_out.expose(), child.keys.auth_out.expose()),
-        );
-        match (inb, out) {
-            (Ok(inbound), Ok(outbound)) => {
+        match esp_pair(child, |_| {}) {
+            Ok((inbound, outbound, transform)) => {
                 info!(
                     spi_in = format_args!("{:#x}", child.spi_in),
                     spi_out = format_args!("{:#x}", child.spi_out),
@@ -392,7 +380,7 @@ impl Ipsec {
                     spi_out: child.spi_out,
                 });
             }
-            _ => warn!("CHILD_SA not used: key length does not fit the transform"),
+            Err(e) => warn!(error = %e, "CHILD_SA not used"),
         }
     }
 
