@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use dsmip_daemon::child::esp_pair;
+use dsmip_daemon::psk::Psk;
 use ha::SaInfo;
 use ike::crypto::SystemRng;
 use ike::proposal::Proposal;
@@ -28,17 +29,6 @@ use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
 use super::datasa::{check, DataSas, Refusal};
-
-/// A pre-shared key: never printed.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Psk(String);
-
-impl std::fmt::Debug for Psk {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Psk([redacted; {}])", self.0.len())
-    }
-}
 
 /// `[ipsec]`: the IKEv2 responder.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,7 +79,7 @@ impl IpsecConfig {
     /// peer's (narrowed to its home addresses; `datasa::check` decides per identity).
     pub fn responder(&self, ha_cfg: &ha::HaConfig) -> Result<Config> {
         let (ha, home_prefixes) = (ha_cfg.address, &ha_cfg.home_prefixes);
-        let mut c = Config::psk(&self.local_id, None, self.psk.0.as_bytes());
+        let mut c = Config::psk(&self.local_id, None, self.psk.bytes());
         c.ike_proposals =
             vec![Proposal::parse(&self.ike_proposal, ProtocolId::IKE)
                 .context("ipsec.ike_proposal")?];

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use dsmip_daemon::psk::Psk;
 use ike::proposal::Proposal;
 use ike::wire::ProtocolId;
 use mn::config::MnConfig;
@@ -67,23 +68,6 @@ fn valid_prefix(s: &str) -> bool {
 
 fn default_shutdown_ms() -> u64 {
     3_000
-}
-
-/// A pre-shared key: never printed.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Psk(String);
-
-impl Psk {
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl std::fmt::Debug for Psk {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Psk([redacted; {}])", self.0.len())
-    }
 }
 
 /// `[ipsec]`: the IKEv2 initiator towards the home agent.
@@ -208,7 +192,7 @@ fn validate(f: &DaemonFile, text: &str) -> Result<()> {
     if let Err(e) = Proposal::parse(&f.ipsec.esp_proposal, ProtocolId::ESP) {
         return err("ipsec.esp_proposal", e.to_string());
     }
-    if f.ipsec.psk.0.len() < 8 {
+    if f.ipsec.psk.len() < 8 {
         return err("ipsec.psk", "shorter than 8 characters".into());
     }
     if let Some(r) = f.daemon.routes.iter().find(|r| !valid_prefix(r)) {
