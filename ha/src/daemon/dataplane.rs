@@ -94,6 +94,23 @@ impl TunnelStats {
         e.tx_packets += 1;
         e.tx_bytes += bytes as u64;
     }
+    /// Count the outcome of sending one packet from the TUN device (inner `bytes`): per
+    /// kind when it left, as `no_route` (logged with `what` and the home address) when not.
+    pub fn sent(
+        &mut self,
+        r: std::io::Result<Kind>,
+        bytes: usize,
+        hoa: &std::net::Ipv6Addr,
+        what: &str,
+    ) {
+        match r {
+            Ok(kind) => self.tx(kind, bytes),
+            Err(e) => {
+                self.no_route += 1;
+                tracing::debug!(error = %e, %hoa, "{what} send failed");
+            }
+        }
+    }
     pub fn kind(&self, k: Kind) -> KindStats {
         self.kinds.get(&k).copied().unwrap_or_default()
     }

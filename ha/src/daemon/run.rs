@@ -388,13 +388,7 @@ impl Daemon {
                     }
                     None => Err(std::io::Error::other("no binding")),
                 };
-                match sent {
-                    Ok(kind) => dp.stats.tx(kind, pkt.len()),
-                    Err(e) => {
-                        dp.stats.no_route += 1;
-                        debug!(error = %e, hoa = %route.hoa, "ESP send failed");
-                    }
-                }
+                dp.stats.sent(sent, pkt.len(), &route.hoa, "ESP");
                 return;
             }
         }
@@ -406,13 +400,7 @@ impl Daemon {
                 )),
                 (_, None) => Err(std::io::Error::other("not an IP packet or too long")),
             };
-            match sent {
-                Ok(kind) => dp.stats.tx(kind, pkt.len()),
-                Err(e) => {
-                    dp.stats.no_route += 1;
-                    debug!(error = %e, hoa = %route.hoa, "IPv6 tunnel send failed");
-                }
-            }
+            dp.stats.sent(sent, pkt.len(), &route.hoa, "IPv6 tunnel");
             return;
         }
         let sent = match plain_tunnel(&route, pkt) {
@@ -423,13 +411,7 @@ impl Daemon {
             },
             None => Err(std::io::Error::other("no tunnel for this binding")),
         };
-        match sent {
-            Ok(kind) => dp.stats.tx(kind, pkt.len()),
-            Err(e) => {
-                dp.stats.no_route += 1;
-                debug!(error = %e, hoa = %route.hoa, "tunnel send failed");
-            }
-        }
+        dp.stats.sent(sent, pkt.len(), &route.hoa, "tunnel");
     }
 
     /// A datagram on the NAT-T port: IKE (non-ESP marker) and keepalives go to the IKE
